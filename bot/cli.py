@@ -1,0 +1,106 @@
+"""The `qunbot` command (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.settings import Settings, SettingsError, load_settings
+
+NO_TOKEN = """\
+qunbot run needs BOT_TOKEN, the token of your bot.
+  1. In Telegram, open @BotFather, send /newbot and follow the steps; it answers with a token like
+     123456789:AAH...
+  2. Put it in the environment or in a .env file:  BOT_TOKEN=123456789:AAH...
+  3. Run qunbot run again.
+To see qunbot work without a token, run:  qunbot demo"""
+
+
+class RedactToken(logging.Filter):
+    """Keeps the bot token out of every log line (it is part of every Bot API URL)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token:
+            message = record.getMessage()
+            if self.token in message:
+                record.msg, record.args = message.replace(self.token, "<BOT_TOKEN>"), None
+        return True
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactToken(settings.token))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger("aiogram.event").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qunbot",
+        description="A Telegram bot for social e-commerce groups. Settings come from the environment or .env.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="migrate the database, then run the bot and the scheduler",
+                        description="Migrate to the newest schema, then serve updates (long polling, or a "
+                        "webhook when WEBHOOK_URL is set) and run the scheduler, until Ctrl-C or SIGTERM.")
+    commands.add_parser("migrate", help="bring the database to the newest schema",
+                        description="Apply every database migration not yet applied (DATABASE_URL).")
+    commands.add_parser("scheduler", help="run the scheduler alone",
+                        description="Run only the scheduler (daily posts, closings, draws) for deployments that "
+                        "run it as a separate process.")
+    demo = commands.add_parser("demo", help="play a scripted group against the built-in sandbox",
+                               description="Start the built-in Telegram sandbox and the real bot, play a scripted "
+                               "group and print the transcript. No token, no network, nothing to configure.")
+    demo.add_argument("--database-url", default="", help="database for the demo (default: a temporary SQLite file)")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary line")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"qunbot: {error}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    command = args.command or ("run" if settings.bot_token else "demo")
+    try:
+        if command == "demo":
+            from bot.demo import run_demo
+
+            return asyncio.run(run_demo(settings, database_url=getattr(args, "database_url", ""),
+                                        quiet=getattr(args, "quiet", False)))
+        if command == "migrate":
+            from bot.runner import migrate
+
+            asyncio.run(migrate(settings))
+            print("database is at the newest schema")
+            return 0
+        if not settings.bot_token:
+            print(NO_TOKEN, file=sys.stderr)
+            return 2
+        if command == "run":
+            from bot.runner import run
+
+            asyncio.run(run(settings))
+        elif command == "scheduler":
+            from bot.runner import run_scheduler
+
+            asyncio.run(run_scheduler(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Factories: everything the bot needs is built here and handed in; nothing lives in module globals."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import handlers
+from bot.flow import FlowController
+from bot.i18n import CatalogI18n, create_i18n
+from bot.limits import TelegramLimits
+from bot.middlewares import register_middlewares
+from bot.settings import Settings
+from models import groups
+
+log = logging.getLogger("qunbot")
+
+
+def create_bot(
+    settings: Settings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    limits: TelegramLimits | None = None,
+) -> Bot:
+    """A Bot whose every outbound call passes the flow controller. With TELEGRAM_API_URL it talks to that
+    Bot API server (a local telegram-bot-api, or qunbot's sandbox) instead of api.telegram.org."""
+    session = AiohttpSession()
+    if settings.telegram_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+
+    async def chat_gone(chat_id: int) -> None:
+        if sessionmaker is None:
+            return
+        async with sessionmaker() as db:
+            if chat_id < 0:
+                if await groups.set_group_active(db, chat_id, False):
+                    log.warning("group %s is gone (403): marked inactive", chat_id)
+            else:
+                await groups.set_user_blocked(db, chat_id, True)
+
+    async def chat_moved(old_chat_id: int, new_chat_id: int) -> None:
+        if sessionmaker is not None:
+            async with sessionmaker() as db:
+                await groups.migrate_group(db, old_chat_id, new_chat_id)
+
+    session.middleware(FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved))
+    return Bot(
+        settings.token,
+        session=session,
+        default=DefaultBotProperties(parse_mode="HTML", link_preview_is_disabled=True),
+    )
+
+
+def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
+    """FSM storage and event isolation: in memory for one process, Redis (REDIS_URL) for several workers."""
+    if not settings.redis_url:
+        return MemoryStorage(), None
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = RedisStorage.from_url(settings.redis_url)
+    return storage, storage.create_isolation()
+
+
+def create_dispatcher(
+    settings: Settings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    i18n: CatalogI18n | None = None,
+    storage: BaseStorage | None = None,
+) -> Dispatcher:
+    """The Dispatcher with every feature's router and the middlewares, and `settings` / `sessionmaker` as
+    workflow data for handlers."""
+    events_isolation = None
+    if storage is None:
+        storage, events_isolation = create_storage(settings)
+    i18n = i18n or create_i18n(settings.default_locale)
+    dp = Dispatcher(
+        storage=storage,
+        events_isolation=events_isolation,  # type: ignore[arg-type]
+        settings=settings,
+        sessionmaker=sessionmaker,
+        i18n=i18n,
+    )
+    register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
+    dp.include_routers(*handlers.get_routers())
+    return dp

@@ -1,0 +1,156 @@
+"""The outbound flow controller: the only road from the bot to Telegram.
+
+A request middleware on the bot's HTTP session. Every call that puts a message into a chat waits for a slot
+under Telegram's limits (overall, per chat, per group); a 429 waits `retry_after` and tries again (Telegram
+did nothing with a refused call, so nothing is sent twice); a 403 tells the database the chat is gone; a 400
+with migrate_to_chat_id moves the group to its new id and retries there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramForbiddenError, TelegramMigrateToChat, TelegramRetryAfter
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+
+from bot.limits import COUNTED_METHODS, TelegramLimits, is_group_chat
+
+log = logging.getLogger("qunbot.flow")
+
+ChatGone = Callable[[int], Awaitable[None]]
+ChatMoved = Callable[[int, int], Awaitable[None]]
+
+# Our windows are a little longer than Telegram's, so clock skew and network jitter stay on the safe side.
+SAFETY = 1.05
+MAX_RETRIES = 8
+
+
+class SlidingWindow:
+    """At most `limit` events in any `length`-second window."""
+
+    __slots__ = ("limit", "length", "times")
+
+    def __init__(self, limit: int, length: float) -> None:
+        self.limit, self.length = limit, length
+        self.times: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        while self.times and self.times[0] <= now - self.length:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        return self.times[0] + self.length - now
+
+    def record(self, now: float) -> None:
+        self.times.append(now)
+
+
+class Pacer:
+    """Budgets for the whole bot, each chat and each group; `acquire(chat_id)` returns when a send may go."""
+
+    def __init__(self, limits: TelegramLimits) -> None:
+        self.limits = limits
+        self.overall = SlidingWindow(limits.global_per_second, limits.second * SAFETY)
+        self.chats: dict[int | str, SlidingWindow] = {}
+        self.groups: dict[int | str, SlidingWindow] = {}
+        self.lock = asyncio.Lock()
+        self.waited = 0.0  # seconds spent waiting, for benchmarks and logs
+
+    def _windows(self, chat_id: int | str | None) -> list[SlidingWindow]:
+        windows = [self.overall]
+        if chat_id is None:
+            return windows
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            chat = self.chats[chat_id] = SlidingWindow(self.limits.chat_per_second, self.limits.second * SAFETY)
+        windows.append(chat)
+        if isinstance(chat_id, int) and is_group_chat(chat_id):
+            group = self.groups.get(chat_id)
+            if group is None:
+                limit, length = self.limits.group_per_minute, self.limits.minute * SAFETY
+                group = self.groups[chat_id] = SlidingWindow(limit, length)
+            windows.append(group)
+        return windows
+
+    async def acquire(self, chat_id: int | str | None) -> None:
+        started = time.monotonic()
+        while True:
+            async with self.lock:
+                now = time.monotonic()
+                windows = self._windows(chat_id)
+                wait = max(window.wait_time(now) for window in windows)
+                if wait <= 0:
+                    for window in windows:
+                        window.record(now)
+                    self._forget_idle(now)
+                    self.waited += now - started
+                    return
+            await asyncio.sleep(wait)
+
+    def _forget_idle(self, now: float) -> None:
+        # Keep memory flat with many chats: drop windows with nothing left in them, now and then.
+        if len(self.chats) > 4096:
+            for table in (self.chats, self.groups):
+                for key in [k for k, w in table.items() if w.wait_time(now) == 0 and not w.times]:
+                    del table[key]
+
+
+class FlowController(BaseRequestMiddleware):
+    """Request middleware: pace counted calls, retry 429s, report 403s and follow group migrations."""
+
+    def __init__(
+        self,
+        limits: TelegramLimits | None = None,
+        *,
+        on_chat_gone: ChatGone | None = None,
+        on_chat_moved: ChatMoved | None = None,
+    ) -> None:
+        self.pacer = Pacer(limits or TelegramLimits())
+        self.on_chat_gone = on_chat_gone
+        self.on_chat_moved = on_chat_moved
+        self.retried_429 = 0
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        counted = method.__api_method__ in COUNTED_METHODS
+        for attempt in range(MAX_RETRIES + 1):
+            chat_id = _chat_id(method)
+            if counted:
+                await self.pacer.acquire(chat_id)
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                if attempt == MAX_RETRIES:
+                    raise
+                self.retried_429 += 1
+                log.warning("429 on %s to %s: waiting %s s", method.__api_method__, chat_id, error.retry_after)
+                await asyncio.sleep(error.retry_after)
+            except TelegramMigrateToChat as error:
+                if attempt == MAX_RETRIES or not isinstance(chat_id, int):
+                    raise
+                log.info("group %s moved to %s", chat_id, error.migrate_to_chat_id)
+                if self.on_chat_moved is not None:
+                    await self.on_chat_moved(chat_id, error.migrate_to_chat_id)
+                method.chat_id = error.migrate_to_chat_id  # type: ignore[attr-defined]
+            except TelegramForbiddenError:
+                if isinstance(chat_id, int) and self.on_chat_gone is not None:
+                    await self.on_chat_gone(chat_id)
+                raise
+        raise AssertionError("unreachable")
+
+
+def _chat_id(method: Any) -> int | str | None:
+    chat_id = getattr(method, "chat_id", None)
+    return chat_id if isinstance(chat_id, int | str) else None

@@ -1,0 +1,142 @@
+"""Middlewares, registered in one place (`register_middlewares`), outermost first:
+
+1. ErrorBoundary  - one bad update never stops the bot; the person gets a short localized apology.
+2. DatabaseSession - one AsyncSession per update, handed to handlers as `session`.
+3. UpdateOnce     - a redelivered update (same update_id) has no second effect.
+4. GroupAndMember - the group, the person and their membership rows, kept current, as `group` / `member`.
+5. Locale         - the group's language, else the sender's, else DEFAULT_LOCALE; as `locale`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Dispatcher
+from aiogram.types import Chat, TelegramObject, Update, User
+from aiogram.utils.i18n import I18nMiddleware
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import CatalogI18n, locale_for_language_code
+from bot.settings import Settings
+from handlers.common import chat_seen, person_seen
+from models import groups
+
+log = logging.getLogger("qunbot.updates")
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+GROUP_TYPES = ("group", "supergroup")
+
+
+class ErrorBoundary(BaseMiddleware):
+    def __init__(self, i18n: CatalogI18n) -> None:
+        self.i18n = i18n
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        try:
+            return await handler(event, data)
+        except Exception:
+            update_id = event.update_id if isinstance(event, Update) else None
+            log.exception("update %s failed", update_id)
+            await self._apologize(event, data)
+            return None
+
+    async def _apologize(self, event: TelegramObject, data: dict[str, Any]) -> None:
+        if not isinstance(event, Update):
+            return
+        i18n = self.i18n
+        with i18n.context(), i18n.use_locale(data.get("locale", i18n.default_locale)):
+            text = _("Sorry, something went wrong on our side. Please try again in a moment.")
+        try:
+            if event.callback_query is not None:
+                await event.callback_query.answer(text, show_alert=True)
+            elif event.message is not None and event.message.text and event.message.text.startswith("/"):
+                # Only commands get an apology in the chat: ordinary chatter must not trigger bot messages.
+                await event.message.reply(text)
+        except Exception:  # the apology itself must never raise
+            log.warning("could not deliver the apology for update %s", event.update_id)
+
+
+class DatabaseSession(BaseMiddleware):
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with self.sessionmaker() as session:
+            data["session"] = session
+            return await handler(event, data)
+
+
+class UpdateOnce(BaseMiddleware):
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if isinstance(event, Update):
+            bot_id = data["bot"].id
+            if not await groups.claim_update(data["session"], bot_id, event.update_id):
+                log.info("update %s was already handled; dropped", event.update_id)
+                return None
+        return await handler(event, data)
+
+
+class GroupAndMember(BaseMiddleware):
+    def __init__(self, settings: Settings) -> None:
+        self.default_timezone = settings.default_timezone
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        session: AsyncSession = data["session"]
+        chat: Chat | None = data.get("event_chat")
+        user: User | None = data.get("event_from_user")
+        data["group"] = data["member"] = None
+        if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
+            person = person_seen(user)
+            await groups.upsert_user(session, person, private=chat is not None and chat.type == "private")
+            if chat is not None and chat.type in GROUP_TYPES:
+                group = await groups.upsert_group(
+                    session, chat_seen(chat), default_timezone=self.default_timezone
+                )
+                data["group"] = group
+                if not _is_leaving(event):
+                    data["member"] = await groups.upsert_member(session, group, person)
+        elif chat is not None and chat.type in GROUP_TYPES:
+            data["group"] = await groups.upsert_group(
+                session, chat_seen(chat), default_timezone=self.default_timezone
+            )
+        return await handler(event, data)
+
+
+class Locale(I18nMiddleware):
+    """The group's language when it has one; otherwise the sender's Telegram language; else the default."""
+
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        group = data.get("group")
+        if group is not None and group.locale:
+            locale = group.locale
+        else:
+            user: User | None = data.get("event_from_user")
+            locale = locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)
+        data["locale"] = locale
+        return locale
+
+
+def _is_leaving(event: TelegramObject) -> bool:
+    """A chat_member update or service message about someone leaving must not re-create their membership."""
+    if isinstance(event, Update):
+        if event.chat_member is not None:
+            return event.chat_member.new_chat_member.status in ("left", "kicked")
+        if event.message is not None and event.message.left_chat_member is not None:
+            return True
+    return False
+
+
+def register_middlewares(
+    dp: Dispatcher, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
+) -> None:
+    """Every middleware of the bot, in order. Outer update middlewares run once per update."""
+    dp.update.outer_middleware(ErrorBoundary(i18n))
+    dp.update.outer_middleware(DatabaseSession(sessionmaker))
+    dp.update.outer_middleware(UpdateOnce())
+    dp.update.outer_middleware(GroupAndMember(settings))
+    dp.update.outer_middleware(Locale(i18n))
+
+

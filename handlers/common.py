@@ -1,0 +1,134 @@
+"""What several handlers share: who is acting (re-checked at the moment of acting), commands for /help and
+setMyCommands, and escaping text for HTML."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import CallbackQuery, Chat, Message, User
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n.lazy_proxy import LazyProxy
+
+from models.groups import ChatSeen, UserSeen
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+ADMIN_STATUSES = ("creator", "administrator")
+TELEGRAM_SERVICE_USER = 777000  # Telegram's account that posts a linked channel's automatic forwards
+GROUP_ANONYMOUS_BOT = 1087968824  # @GroupAnonymousBot: the "from" of messages an anonymous admin sends
+
+
+def esc(value: object) -> str:
+    """Escape a person-supplied value for parse_mode=HTML."""
+    return html.escape(str(value), quote=False)
+
+
+def display_name(first_name: str | None, username: str | None = None) -> str:
+    return first_name or (f"@{username}" if username else "?")
+
+
+async def is_group_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
+    """Asks Telegram now (getChatMember), so a demoted admin loses power at once."""
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramAPIError:
+        return False
+    return member.status in ADMIN_STATUSES
+
+
+async def actor_is_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
+    """The person behind a message or a press is an admin of the chat it happened in, right now.
+
+    An anonymous admin writes as the group itself (sender_chat == chat) and counts as an admin.
+    """
+    message = event if isinstance(event, Message) else event.message
+    if message is None or message.chat.type not in ("group", "supergroup"):
+        return False
+    if isinstance(event, Message) and event.sender_chat is not None:
+        return event.sender_chat.id == event.chat.id
+    if event.from_user is None:
+        return False
+    return await is_group_admin(bot, message.chat.id, event.from_user.id)
+
+
+async def require_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
+    """True if the actor is an admin now; otherwise tells them (an alert for a press, a reply for a command)."""
+    if await actor_is_admin(bot, event):
+        return True
+    text = _("Only group admins can do that.")
+    if isinstance(event, CallbackQuery):
+        await event.answer(text, show_alert=True)
+    else:
+        await event.reply(text)
+    return False
+
+
+Audience = Literal["member", "admin", "private"]
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """A chat command, for /help and setMyCommands. `audience`: who sees it in the command menu."""
+
+    name: str
+    description: LazyProxy | str
+    audience: Audience = "member"
+
+
+def person_seen(user: User) -> UserSeen:
+    """The part of a Telegram user that qunbot keeps."""
+    name = " ".join(part for part in (user.first_name, user.last_name) if part)
+    return UserSeen(user.id, name, user.username, user.language_code, user.is_bot)
+
+
+def chat_seen(chat: Chat) -> ChatSeen:
+    return ChatSeen(chat.id, chat.title or "", chat.type)
+
+
+class Blueprint:
+    """Handlers declared once at import, built into a fresh aiogram Router for each Dispatcher.
+
+    aiogram lets a Router belong to one parent only; tests and `qunbot demo` build many dispatchers in one
+    process, so each feature module declares `router = Blueprint("name")` and uses it like a Router
+    (`@router.message(Command("x"))`); `router.build()` makes the real Router.
+    """
+
+    OBSERVERS = (
+        "message", "edited_message", "callback_query", "my_chat_member", "chat_member",
+        "poll_answer", "chat_join_request", "message_reaction",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._handlers: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self._filters: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, observer: str) -> Callable[..., Callable[[Handler], Handler]]:
+        if observer not in self.OBSERVERS:
+            raise AttributeError(observer)
+
+        def register(*filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
+            def decorator(handler: Handler) -> Handler:
+                self._handlers.append((observer, handler, filters, kwargs))
+                return handler
+
+            return decorator
+
+        return register
+
+    def filter(self, observer: str, *filters: Any) -> None:
+        """A filter for every handler of one kind in this feature (e.g. group chats only)."""
+        self._filters.append((observer, filters))
+
+    def build(self) -> Router:
+        router = Router(name=self.name)
+        for observer, filters in self._filters:
+            getattr(router, observer).filter(*filters)
+        for observer, handler, filters, kwargs in self._handlers:
+            getattr(router, observer).register(handler, *filters, **kwargs)
+        return router

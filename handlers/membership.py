@@ -1,0 +1,91 @@
+"""Who is in the group: the bot's own status (added, promoted, removed, blocked in private), members joining,
+leaving and being promoted, and a group's upgrade to a supergroup (its id changes)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram import F
+from aiogram.types import ChatMemberUpdated, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.common import Blueprint, esc, person_seen
+from models import groups
+from models.groups import Group
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+router = Blueprint("membership")
+
+# The admin rights qunbot uses, and what each is for (shown to the group's admins when one is missing).
+NEEDED_RIGHTS = {
+    "can_delete_messages": lambda: _("Delete messages — to remove spam and clean up"),
+    "can_restrict_members": lambda: _("Ban users — to mute, kick and ban rule breakers"),
+    "can_invite_users": lambda: _("Invite users via link — for members' personal invite links"),
+    "can_pin_messages": lambda: _("Pin messages — to pin the check-in board and sales"),
+}
+
+
+def bot_rights(update: ChatMemberUpdated) -> dict[str, bool]:
+    member = update.new_chat_member
+    return {right: bool(getattr(member, right, False)) for right in NEEDED_RIGHTS}
+
+
+def missing_rights_text(rights: dict[str, bool]) -> str:
+    return "\n".join(f"• {describe()}" for right, describe in NEEDED_RIGHTS.items() if not rights.get(right))
+
+
+@router.my_chat_member(F.chat.type.in_({"group", "supergroup"}))
+async def bot_status_changed(update: ChatMemberUpdated, session: AsyncSession, settings: Settings) -> None:
+    old, new = update.old_chat_member.status, update.new_chat_member.status
+    rights = bot_rights(update)
+    chat = groups.ChatSeen(update.chat.id, update.chat.title or "", update.chat.type)
+    await groups.set_bot_status(session, chat, new, rights, default_timezone=settings.default_timezone)
+    if new in ("left", "kicked"):
+        return  # nothing can be said in a group the bot has left
+    joined = old in ("left", "kicked")
+    if new == "administrator":
+        missing = missing_rights_text(rights)
+        if missing:
+            await update.answer(
+                _("Thanks for making me an admin. To do everything, I still need these rights:\n{missing}").format(
+                    missing=missing
+                )
+            )
+        elif joined or old != "administrator":
+            await update.answer(_("I'm ready. Members can type /help to see what I do."))
+    elif joined:
+        await update.answer(
+            _("Hello, {title}! Make me an admin so I can see the chat and keep it tidy. I need:\n{missing}").format(
+                title=esc(update.chat.title or ""), missing=missing_rights_text({})
+            )
+        )
+
+
+@router.my_chat_member(F.chat.type == "private")
+async def private_chat_status_changed(update: ChatMemberUpdated, session: AsyncSession) -> None:
+    await groups.set_user_blocked(session, update.chat.id, update.new_chat_member.status == "kicked")
+
+
+@router.chat_member(F.chat.type.in_({"group", "supergroup"}))
+async def member_status_changed(update: ChatMemberUpdated, session: AsyncSession, group: Group) -> None:
+    who = update.new_chat_member.user
+    if who.is_bot:
+        return
+    old, new = update.old_chat_member.status, update.new_chat_member.status
+    joined = old in ("left", "kicked") and new in ("member", "restricted", "administrator", "creator")
+    await groups.set_member_role(session, group, person_seen(who), new, joined=joined)
+
+
+@router.message(F.migrate_to_chat_id)
+async def group_upgraded(message: Message, session: AsyncSession) -> None:
+    assert message.migrate_to_chat_id is not None
+    await groups.migrate_group(session, message.chat.id, message.migrate_to_chat_id)
+
+
+@router.message(F.migrate_from_chat_id)
+async def supergroup_created(message: Message, session: AsyncSession) -> None:
+    assert message.migrate_from_chat_id is not None
+    await groups.migrate_group(session, message.migrate_from_chat_id, message.chat.id)

@@ -1,0 +1,71 @@
+"""A member's data: /mydata exports everything qunbot stores about them (a JSON file, in private chat);
+/forgetme erases it after a confirmation button."""
+
+from __future__ import annotations
+
+import json
+
+from aiogram import F
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.common import Blueprint, CommandInfo
+from models import privacy
+
+router = Blueprint("privacy")
+
+COMMANDS = [
+    CommandInfo("mydata", __("Get a copy of everything stored about you (private chat)"), "private"),
+    CommandInfo("forgetme", __("Erase everything stored about you (private chat)"), "private"),
+]
+
+
+class ForgetMe(CallbackData, prefix="forget"):
+    confirm: bool
+
+
+@router.message(Command("mydata", "forgetme"), F.chat.type != "private")
+async def privacy_in_group(message: Message) -> None:
+    await message.reply(_("For your privacy, send this command to me in a private chat."))
+
+
+@router.message(Command("mydata"), F.chat.type == "private")
+async def export_my_data(message: Message, session: AsyncSession) -> None:
+    assert message.from_user is not None
+    data = await privacy.export_everything(session, message.from_user.id)
+    payload = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode()
+    await message.answer_document(
+        BufferedInputFile(payload, filename=f"qunbot-mydata-{message.from_user.id}.json"),
+        caption=_("Everything qunbot stores about you. /forgetme erases it."),
+    )
+
+
+@router.message(Command("forgetme"), F.chat.type == "private")
+async def ask_to_forget(message: Message) -> None:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("Yes, erase my data"), callback_data=ForgetMe(confirm=True))
+    keyboard.button(text=_("No, keep it"), callback_data=ForgetMe(confirm=False))
+    await message.answer(
+        _("This erases your profile, memberships, points balances, check-ins and coupons in every group. "
+          "Ledgers and orders that others rely on keep an anonymous placeholder instead of you. "
+          "It cannot be undone."),
+        reply_markup=keyboard.as_markup(),
+    )
+
+
+@router.callback_query(ForgetMe.filter(), F.message.chat.type == "private")
+async def forget(query: CallbackQuery, callback_data: ForgetMe, session: AsyncSession) -> None:
+    if not callback_data.confirm:
+        await query.answer(_("Nothing was erased."))
+        if isinstance(query.message, Message):
+            await query.message.edit_text(_("Nothing was erased."))
+        return
+    await privacy.erase_everything(session, query.from_user.id)
+    await query.answer(_("Your data has been erased."), show_alert=True)
+    if isinstance(query.message, Message):
+        await query.message.edit_text(_("Your data has been erased. If you talk to me again, I will start afresh."))

@@ -1,0 +1,48 @@
+"""/start and /help: what the bot does and which commands there are (more for admins)."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F
+from aiogram.filters import Command, CommandStart
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+
+from handlers.common import Blueprint, CommandInfo, actor_is_admin, esc
+
+router = Blueprint("start")
+
+COMMANDS = [
+    CommandInfo("help", __("What I can do"), "member"),
+    CommandInfo("start", __("Start talking to me"), "private"),
+]
+
+
+def help_text(*, admin: bool) -> str:
+    from handlers import all_commands  # the registry of every feature's commands
+
+    lines = [_("<b>qunbot</b> runs check-ins, points, the points shop, votes, group buys, flash sales, "
+               "lotteries, invite rewards and group rules."), "", _("<b>Commands</b>")]
+    lines += [f"/{c.name} — {esc(c.description)}" for c in all_commands() if c.audience != "admin"]
+    if admin:
+        lines += ["", _("<b>For admins</b>")]
+        lines += [f"/{c.name} — {esc(c.description)}" for c in all_commands() if c.audience == "admin"]
+    else:
+        lines += ["", _("Group admins see more commands with /help in their group.")]
+    return "\n".join(lines)
+
+
+@router.message(CommandStart(), F.chat.type == "private")
+async def start(message: Message) -> None:
+    await message.answer(
+        _("Hello! I look after brand and group-buy groups: daily check-ins, points, coupons, votes, "
+          "group buys and flash sales. Add me to your group and make me an admin to begin.")
+        + "\n\n"
+        + help_text(admin=True)
+    )
+
+
+@router.message(Command("help"))
+async def show_help(message: Message, bot: Bot) -> None:
+    admin = message.chat.type == "private" or await actor_is_admin(bot, message)
+    await message.answer(help_text(admin=admin))

@@ -1,0 +1,137 @@
+"""The database: engine factory, one transaction per model operation, and the shared metadata.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys, and every transaction
+starts with BEGIN IMMEDIATE so two writers queue on the lock instead of failing on a read-to-write upgrade.
+PostgreSQL (asyncpg) is the engine for scale. Both are driven through the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
+
+# Constraint names that Alembic can find again (and SQLite batch mode needs).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = SQLModel.metadata
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every engine (SQLite gives naive values back; this makes them aware again)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; qunbot stores aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Telegram ids are 64-bit; SQLite's INTEGER PRIMARY KEY aliasing needs plain INTEGER, so surrogate
+# keys use this variant while every Telegram id column uses BigInteger.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg), configured for qunbot."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **({"poolclass": StaticPool} if database in ("", ":memory:") else {}),
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when transactions begin (so BEGIN IMMEDIATE is ours).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Objects stay readable after commit: handlers render them after the transaction has ended.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """One unit of work. Joins the caller's transaction if one is open; otherwise begins and commits one.
+
+    Every public models function wraps its work in this, so a handler's database work is committed before it
+    talks to Telegram, and no write lock is held across network calls.
+    """
+    if session.in_transaction():
+        yield session
+        return
+    async with session.begin():
+        yield session
+
+
+async def create_all(engine: AsyncEngine) -> None:
+    """Create every table (tests; production uses Alembic migrations)."""
+    import models.all  # noqa: F401  (registers every table)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+
+
+def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
+    bind = session_or_engine.bind if isinstance(session_or_engine, AsyncSession) else session_or_engine
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+def insert(session: AsyncSession, table: type[SQLModel] | Table) -> Insert:
+    """A dialect INSERT for `table`, so callers can use on_conflict_do_nothing / do_update on both engines."""
+    target = table if isinstance(table, Table) else table.__table__  # type: ignore[attr-defined]
+    return (postgresql.insert if is_postgres(session) else sqlite.insert)(target)

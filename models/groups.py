@@ -1,0 +1,359 @@
+"""Groups, the people the bot has met, their membership in each group, and the updates already handled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, String, UniqueConstraint, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel
+
+from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+
+LOCALES = ("zh_Hans", "zh_Hant", "en")
+ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
+
+
+class Group(SQLModel, table=True):
+    __tablename__ = "groups"
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntKey, primary_key=True, autoincrement=True))
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    title: str = Field(default="", sa_column=Column(String(255), nullable=False, default=""))
+    chat_type: str = Field(default="supergroup", sa_column=Column(String(16), nullable=False))
+    locale: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
+    timezone: str = Field(default="Asia/Shanghai", sa_column=Column(String(64), nullable=False))
+    # active: the bot is in the group and may post; inactive groups get no scheduled posts.
+    active: bool = Field(default=True, nullable=False)
+    bot_status: str = Field(default="member", sa_column=Column(String(16), nullable=False, default="member"))
+    bot_rights: dict[str, bool] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class User(SQLModel, table=True):
+    """A person the bot has seen anywhere; private-chat state lives here."""
+
+    __tablename__ = "users"
+
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    first_name: str = Field(default="", sa_column=Column(String(128), nullable=False, default=""))
+    username: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    language_code: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    is_bot: bool = Field(default=False, nullable=False)
+    # Set when the person has opened a private chat with the bot (so it may write to them).
+    started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    blocked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Member(SQLModel, table=True):
+    """A person's membership in one group."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("group_id", "user_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntKey, primary_key=True, autoincrement=True))
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    role: str = Field(default="member", sa_column=Column(String(16), nullable=False, default="member"))
+    language_code: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    joined_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """An update already handled: a redelivery with the same update_id is dropped."""
+
+    __tablename__ = "processed_updates"
+
+    bot_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    processed_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, index=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSeen:
+    chat_id: int
+    title: str
+    chat_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserSeen:
+    user_id: int
+    first_name: str
+    username: str | None = None
+    language_code: str | None = None
+    is_bot: bool = False
+
+
+# -- updates ---------------------------------------------------------------------------------------------------
+
+
+async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bool:
+    """Record that this update is being handled. False if it was handled before (a redelivery)."""
+    async with transaction(session):
+        statement = (
+            insert(session, ProcessedUpdate)
+            .values(bot_id=bot_id, update_id=update_id, processed_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        result = await session.execute(statement)
+        return result.rowcount == 1
+
+
+async def prune_processed_updates(session: AsyncSession, older_than: timedelta = timedelta(days=2)) -> int:
+    """Forget handled update ids older than `older_than` (Telegram keeps undelivered updates for 24 h)."""
+    async with transaction(session):
+        result = await session.execute(
+            delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < utcnow() - older_than)  # type: ignore[arg-type]
+        )
+        return result.rowcount or 0
+
+
+# -- groups ----------------------------------------------------------------------------------------------------
+
+
+async def get_group(session: AsyncSession, chat_id: int) -> Group | None:
+    async with transaction(session):
+        return await session.scalar(select(Group).where(Group.chat_id == chat_id))  # type: ignore[arg-type]
+
+
+async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezone: str) -> Group:
+    """The group row for this chat, created on first sight, its title kept current."""
+    async with transaction(session):
+        group = await session.scalar(select(Group).where(Group.chat_id == chat.chat_id))  # type: ignore[arg-type]
+        if group is None:
+            await session.execute(
+                insert(session, Group)
+                .values(
+                    chat_id=chat.chat_id,
+                    title=chat.title,
+                    chat_type=chat.chat_type,
+                    timezone=default_timezone,
+                    active=True,
+                    bot_status="member",
+                    bot_rights={},
+                    settings={},
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+                .on_conflict_do_nothing()
+            )
+            group = await session.scalar(select(Group).where(Group.chat_id == chat.chat_id))  # type: ignore[arg-type]
+            assert group is not None
+        elif group.title != chat.title or group.chat_type != chat.chat_type:
+            group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
+        return group
+
+
+async def set_bot_status(
+    session: AsyncSession, chat: ChatSeen, status: str, rights: dict[str, bool], *, default_timezone: str
+) -> Group:
+    """Keep what the bot is in this group (member, administrator, left, kicked) and its rights."""
+    async with transaction(session):
+        group = await upsert_group(session, chat, default_timezone=default_timezone)
+        group.bot_status = status
+        group.bot_rights = rights
+        group.active = status in ("member", "administrator", "restricted")
+        group.updated_at = utcnow()
+        return group
+
+
+async def set_group_active(session: AsyncSession, chat_id: int, active: bool) -> bool:
+    """Mark a group (in)active, e.g. after Telegram answered 403. True if a row changed."""
+    async with transaction(session):
+        result = await session.execute(
+            update(Group)
+            .where(Group.chat_id == chat_id, Group.active != active)  # type: ignore[arg-type]
+            .values(active=active, updated_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+
+async def set_group_locale(session: AsyncSession, chat_id: int, locale: str | None) -> None:
+    async with transaction(session):
+        await session.execute(
+            update(Group).where(Group.chat_id == chat_id).values(locale=locale, updated_at=utcnow())  # type: ignore[arg-type]
+        )
+
+
+async def set_group_timezone(session: AsyncSession, chat_id: int, timezone: str) -> None:
+    async with transaction(session):
+        await session.execute(
+            update(Group).where(Group.chat_id == chat_id).values(timezone=timezone, updated_at=utcnow())  # type: ignore[arg-type]
+        )
+
+
+async def migrate_group(session: AsyncSession, old_chat_id: int, new_chat_id: int) -> bool:
+    """Move a group to its new (supergroup) id. Every other table refers to groups.id, so one row moves.
+
+    If the new id already has a row (an update from the supergroup arrived first), that younger row is
+    dropped in favour of the group's history. Returns True if anything moved.
+    """
+    async with transaction(session):
+        old = await session.scalar(select(Group).where(Group.chat_id == old_chat_id))  # type: ignore[arg-type]
+        if old is None:
+            return False
+        await session.execute(delete(Group).where(Group.chat_id == new_chat_id))  # type: ignore[arg-type]
+        await session.flush()
+        old.chat_id, old.chat_type, old.updated_at = new_chat_id, "supergroup", utcnow()
+        return True
+
+
+# -- people ----------------------------------------------------------------------------------------------------
+
+
+async def upsert_user(session: AsyncSession, person: UserSeen, *, private: bool = False) -> User:
+    """The person's row, names kept current; `private` marks that they have a private chat with the bot."""
+    async with transaction(session):
+        user = await session.get(User, person.user_id)
+        now = utcnow()
+        if user is None:
+            await session.execute(
+                insert(session, User)
+                .values(
+                    user_id=person.user_id,
+                    first_name=person.first_name[:128],
+                    username=person.username,
+                    language_code=person.language_code,
+                    is_bot=person.is_bot,
+                    started_at=now if private else None,
+                    seen_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            user = await session.get(User, person.user_id, populate_existing=True)
+            assert user is not None
+            return user
+        changed = (user.first_name, user.username, user.language_code) != (
+            person.first_name[:128],
+            person.username,
+            person.language_code,
+        )
+        if changed:
+            user.first_name, user.username = person.first_name[:128], person.username
+            user.language_code = person.language_code
+        if private and (user.started_at is None or user.blocked_at is not None):
+            user.started_at, user.blocked_at = user.started_at or now, None
+        if changed or now - user.seen_at > timedelta(hours=1):
+            user.seen_at = now
+        return user
+
+
+async def set_user_blocked(session: AsyncSession, user_id: int, blocked: bool) -> None:
+    """The person blocked (or unblocked) the bot in private chat."""
+    async with transaction(session):
+        now = utcnow()
+        values = {"blocked_at": now} if blocked else {"blocked_at": None, "started_at": now}
+        await session.execute(update(User).where(User.user_id == user_id).values(**values))  # type: ignore[arg-type]
+
+
+async def can_write_privately(session: AsyncSession, user_id: int) -> bool:
+    """True when the person has started the bot and not blocked it."""
+    async with transaction(session):
+        user = await session.get(User, user_id)
+        return user is not None and user.started_at is not None and user.blocked_at is None
+
+
+async def upsert_member(session: AsyncSession, group: Group, person: UserSeen) -> Member:
+    """The person's membership row in `group`, created when first seen there."""
+    async with transaction(session):
+        assert group.id is not None
+        member = await session.scalar(
+            select(Member).where(Member.group_id == group.id, Member.user_id == person.user_id)  # type: ignore[arg-type]
+        )
+        now = utcnow()
+        if member is None:
+            await session.execute(
+                insert(session, Member)
+                .values(
+                    group_id=group.id,
+                    user_id=person.user_id,
+                    role="member",
+                    language_code=person.language_code,
+                    joined_at=now,
+                    last_seen_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            member = await session.scalar(
+                select(Member)
+                .where(Member.group_id == group.id, Member.user_id == person.user_id)  # type: ignore[arg-type]
+                .execution_options(populate_existing=True)
+            )
+            assert member is not None
+            return member
+        if member.language_code != person.language_code:
+            member.language_code = person.language_code
+        if member.role in ("left", "kicked"):
+            member.role, member.joined_at = "member", now
+        if now - member.last_seen_at > timedelta(minutes=10):
+            member.last_seen_at = now
+        return member
+
+
+async def set_member_role(
+    session: AsyncSession, group: Group, person: UserSeen, role: str, *, joined: bool = False
+) -> Member:
+    """Record a chat_member change: joined (fresh joined_at), promoted, restricted, left or kicked."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    async with transaction(session):
+        member = await upsert_member(session, group, person)
+        member.role = role
+        if joined:
+            member.joined_at = utcnow()
+        return member
+
+
+async def get_member(session: AsyncSession, chat_id: int, user_id: int) -> Member | None:
+    async with transaction(session):
+        return await session.scalar(
+            select(Member)
+            .join(Group, Group.id == Member.group_id)  # type: ignore[arg-type]
+            .where(Group.chat_id == chat_id, Member.user_id == user_id)  # type: ignore[arg-type]
+        )
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+
+
+async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """Everything this module stores about the person."""
+    async with transaction(session):
+        user = await session.get(User, user_id)
+        rows = await session.execute(
+            select(Member, Group.chat_id, Group.title)
+            .join(Group, Group.id == Member.group_id)  # type: ignore[arg-type]
+            .where(Member.user_id == user_id)  # type: ignore[arg-type]
+        )
+        return {
+            "profile": _row_dict(user) if user else None,
+            "memberships": [
+                {"chat_id": chat_id, "group": title, **_row_dict(member, skip=("id", "group_id"))}
+                for member, chat_id, title in rows.all()
+            ],
+        }
+
+
+async def erase_user_data(session: AsyncSession, user_id: int, *, pseudonym: int) -> None:
+    """Delete the person's profile and memberships. (Nothing here is shared, so `pseudonym` is not needed.)"""
+    async with transaction(session):
+        await session.execute(delete(Member).where(Member.user_id == user_id))  # type: ignore[arg-type]
+        await session.execute(delete(User).where(User.user_id == user_id))  # type: ignore[arg-type]
+
+
+def _row_dict(row: SQLModel, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.model_dump().items():
+        if key in skip:
+            continue
+        out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
