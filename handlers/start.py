@@ -21,8 +21,7 @@ COMMANDS = [
 def help_text(*, admin: bool) -> str:
     from handlers import all_commands  # the registry of every feature's commands
 
-    lines = [_("<b>qunbot</b> runs check-ins, points, the points shop, votes, group buys, flash sales, "
-               "lotteries, invite rewards and group rules."), "", _("<b>Commands</b>")]
+    lines = [_("<b>qunbot</b> keeps brand, VIP and group-buy groups lively and tidy."), "", _("<b>Commands</b>")]
     lines += [f"/{c.name} — {esc(c.description)}" for c in all_commands() if c.audience != "admin"]
     if admin:
         lines += ["", _("<b>For admins</b>")]
@@ -35,8 +34,8 @@ def help_text(*, admin: bool) -> str:
 @router.message(CommandStart(), F.chat.type == "private")
 async def start(message: Message) -> None:
     await message.answer(
-        _("Hello! I look after brand and group-buy groups: daily check-ins, points, coupons, votes, "
-          "group buys and flash sales. Add me to your group and make me an admin to begin.")
+        _("Hello! I look after brand fan groups, VIP groups and group-buy groups. "
+          "Add me to your group and make me an admin to begin.")
         + "\n\n"
         + help_text(admin=True)
     )
