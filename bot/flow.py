@@ -30,7 +30,9 @@ ChatMoved = Callable[[int, int], Awaitable[None]]
 
 # Our windows are a little longer than Telegram's, so clock skew and network jitter stay on the safe side.
 SAFETY = 1.05
-MAX_RETRIES = 8
+JITTER = 0.025  # seconds: the gap between our clock and Telegram's receipt of a request
+MAX_RETRIES = 8  # for migrations; 429s are retried until they go through (Telegram did nothing with them)
+MAX_FLOOD_WAITS = 100
 
 
 class SlidingWindow:
@@ -58,11 +60,17 @@ class Pacer:
 
     def __init__(self, limits: TelegramLimits) -> None:
         self.limits = limits
-        self.overall = SlidingWindow(limits.global_per_second, limits.second * SAFETY)
+        self.overall = SlidingWindow(limits.global_per_second, limits.second * SAFETY + JITTER)
         self.chats: dict[int | str, SlidingWindow] = {}
         self.groups: dict[int | str, SlidingWindow] = {}
         self.lock = asyncio.Lock()
+        self.blocked_until: dict[int | str | None, float] = {}  # after a 429: nobody sends there before this
         self.waited = 0.0  # seconds spent waiting, for benchmarks and logs
+
+    def block(self, chat_id: int | str | None, seconds: float) -> None:
+        """Telegram said "retry after `seconds`": hold every send to that chat (or all, for None) until then."""
+        until = time.monotonic() + seconds
+        self.blocked_until[chat_id] = max(self.blocked_until.get(chat_id, 0.0), until)
 
     def _windows(self, chat_id: int | str | None) -> list[SlidingWindow]:
         windows = [self.overall]
@@ -70,12 +78,13 @@ class Pacer:
             return windows
         chat = self.chats.get(chat_id)
         if chat is None:
-            chat = self.chats[chat_id] = SlidingWindow(self.limits.chat_per_second, self.limits.second * SAFETY)
+            length = self.limits.second * SAFETY + JITTER
+            chat = self.chats[chat_id] = SlidingWindow(self.limits.chat_per_second, length)
         windows.append(chat)
         if isinstance(chat_id, int) and is_group_chat(chat_id):
             group = self.groups.get(chat_id)
             if group is None:
-                limit, length = self.limits.group_per_minute, self.limits.minute * SAFETY
+                limit, length = self.limits.group_per_minute, self.limits.minute * SAFETY + JITTER
                 group = self.groups[chat_id] = SlidingWindow(limit, length)
             windows.append(group)
         return windows
@@ -87,6 +96,8 @@ class Pacer:
                 now = time.monotonic()
                 windows = self._windows(chat_id)
                 wait = max(window.wait_time(now) for window in windows)
+                blocked = max(self.blocked_until.get(chat_id, 0.0), self.blocked_until.get(None, 0.0))
+                wait = max(wait, blocked - now)
                 if wait <= 0:
                     for window in windows:
                         window.record(now)
@@ -125,20 +136,25 @@ class FlowController(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         counted = method.__api_method__ in COUNTED_METHODS
-        for attempt in range(MAX_RETRIES + 1):
+        moves = floods = 0
+        while True:
             chat_id = _chat_id(method)
             if counted:
                 await self.pacer.acquire(chat_id)
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as error:
-                if attempt == MAX_RETRIES:
+                floods += 1
+                if floods > MAX_FLOOD_WAITS:
                     raise
                 self.retried_429 += 1
                 log.warning("429 on %s to %s: waiting %s s", method.__api_method__, chat_id, error.retry_after)
-                await asyncio.sleep(error.retry_after)
+                self.pacer.block(chat_id, error.retry_after)
+                if not counted:
+                    await asyncio.sleep(error.retry_after)
             except TelegramMigrateToChat as error:
-                if attempt == MAX_RETRIES or not isinstance(chat_id, int):
+                moves += 1
+                if moves > MAX_RETRIES or not isinstance(chat_id, int):
                     raise
                 log.info("group %s moved to %s", chat_id, error.migrate_to_chat_id)
                 if self.on_chat_moved is not None:
@@ -148,7 +164,6 @@ class FlowController(BaseRequestMiddleware):
                 if isinstance(chat_id, int) and self.on_chat_gone is not None:
                     await self.on_chat_gone(chat_id)
                 raise
-        raise AssertionError("unreachable")
 
 
 def _chat_id(method: Any) -> int | str | None:

@@ -36,8 +36,13 @@ async def test_http_driver_routes():
         assert joined["new_chat_members"][0]["id"] == bob["id"]
         sent = await _post(sb, "send", {"chat_id": g["id"], "user_id": alice["id"], "text": "/checkin"})
         assert sent["entities"][0]["type"] == "bot_command"
-        await ok(sb, "sendMessage", chat_id=g["id"], text="Hi",
-                 reply_markup={"inline_keyboard": [[{"text": "签到", "callback_data": "ci"}]]})
+        await ok(
+            sb,
+            "sendMessage",
+            chat_id=g["id"],
+            text="Hi",
+            reply_markup={"inline_keyboard": [[{"text": "签到", "callback_data": "ci"}]]},
+        )
         bot_msgs = await _get(sb, f"messages?chat_id={g['id']}")
         assert [m["text"] for m in bot_msgs] == ["Hi"]
 
@@ -49,8 +54,11 @@ async def test_http_driver_routes():
             await ok(sb, "answerCallbackQuery", callback_query_id=cq["id"], text="ok!")
 
         helper = asyncio.create_task(answer_soon())
-        ans = await _post(sb, "press", {"chat_id": g["id"], "user_id": bob["id"],
-                                        "message_id": bot_msgs[0]["message_id"], "callback_data": "ci"})
+        ans = await _post(
+            sb,
+            "press",
+            {"chat_id": g["id"], "user_id": bob["id"], "message_id": bot_msgs[0]["message_id"], "callback_data": "ci"},
+        )
         await helper
         assert ans == {"text": "ok!", "show_alert": False, "answered": True, "url": None}
         await _post(sb, "leave", {"chat_id": g["id"], "user_id": bob["id"]})

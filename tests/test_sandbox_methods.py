@@ -53,8 +53,9 @@ async def test_method_results_validate_under_both_libraries(sb: Sandbox):
     me = await check("getMe")
     assert me["is_bot"] and me["username"] == "qunbot" and me["can_read_all_group_messages"] is False
     kb = {"inline_keyboard": [[{"text": "签到", "callback_data": "ci"}, {"text": "Shop", "url": "https://t.me/x"}]]}
-    msg = await check("sendMessage", chat_id=g.id, text="<b>Hello</b> & <i>welcome</i>", parse_mode="HTML",
-                      reply_markup=kb)
+    msg = await check(
+        "sendMessage", chat_id=g.id, text="<b>Hello</b> & <i>welcome</i>", parse_mode="HTML", reply_markup=kb
+    )
     assert msg["text"] == "Hello & welcome"
     assert [e["type"] for e in msg["entities"]] == ["bold", "italic"]
     reply = await check("sendMessage", chat_id=g.id, text="reply", reply_parameters={"message_id": msg["message_id"]})
@@ -82,8 +83,12 @@ async def test_method_results_validate_under_both_libraries(sb: Sandbox):
     assert owner["status"] == "creator"
     admin = await check("getChatMember", chat_id=g.id, user_id=sb.bot.id)
     assert admin["status"] == "administrator" and admin["can_restrict_members"]
-    assert await check("restrictChatMember", chat_id=g.id, user_id=bob.id,
-                       permissions={"can_send_messages": False}, until_date=0) is True
+    assert (
+        await check(
+            "restrictChatMember", chat_id=g.id, user_id=bob.id, permissions={"can_send_messages": False}, until_date=0
+        )
+        is True
+    )
     restricted = await check("getChatMember", chat_id=g.id, user_id=bob.id)
     assert restricted["status"] == "restricted" and restricted["can_send_messages"] is False
     admins = await check("getChatAdministrators", chat_id=g.id)
@@ -97,8 +102,7 @@ async def test_method_results_validate_under_both_libraries(sb: Sandbox):
     channel = sb.create_channel("Spam channel")
     assert await check("banChatSenderChat", chat_id=g.id, sender_chat_id=channel.id) is True
 
-    link = await check("createChatInviteLink", chat_id=g.id, name="vip", member_limit=5,
-                       expire_date=2_000_000_000)
+    link = await check("createChatInviteLink", chat_id=g.id, name="vip", member_limit=5, expire_date=2_000_000_000)
     assert link["invite_link"].startswith("https://t.me/+") and link["member_limit"] == 5
     revoked = await check("revokeChatInviteLink", chat_id=g.id, invite_link=link["invite_link"])
     assert revoked["is_revoked"] is True
@@ -108,8 +112,9 @@ async def test_method_results_validate_under_both_libraries(sb: Sandbox):
     assert stopped["is_closed"] is True and len(stopped["options"]) == 3
 
     commands = [{"command": "checkin", "description": "签到"}, {"command": "top", "description": "排行"}]
-    assert await check("setMyCommands", commands=commands, scope={"type": "all_group_chats"},
-                       language_code="zh") is True
+    assert (
+        await check("setMyCommands", commands=commands, scope={"type": "all_group_chats"}, language_code="zh") is True
+    )
     assert await check("getMyCommands", scope={"type": "all_group_chats"}, language_code="zh") == commands
     assert await check("getMyCommands") == []
     assert await check("deleteMyCommands", scope={"type": "all_group_chats"}, language_code="zh") is True
@@ -127,7 +132,7 @@ async def test_method_results_validate_under_both_libraries(sb: Sandbox):
 async def test_send_document_keeps_bytes_and_name(sb: Sandbox, bot: Bot):
     alice = sb.add_user("Alice")
     await sb.send(sb.private_chat(alice), alice, "/report")
-    data = "name,points\nAlice,10\n".encode()
+    data = b"name,points\nAlice,10\n"
     msg = await bot.send_document(alice.id, BufferedInputFile(data, filename="report.csv"), caption="Weekly")
     assert msg.document.file_name == "report.csv" and msg.caption == "Weekly"
     validate_result("sendDocument", msg.model_dump(mode="json", exclude_none=True, by_alias=True), sb)
@@ -246,8 +251,14 @@ async def test_unmodified_aiogram_dispatcher_runs_against_sandbox(sb: Sandbox, b
 
     @dp.message(Command("checkin"))
     async def checkin(message: Message) -> None:
-        kb = Kb(inline_keyboard=[[InlineKeyboardButton(text="签到", callback_data="ci"),
-                                  InlineKeyboardButton(text="排行", callback_data="top")]])
+        kb = Kb(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(text="签到", callback_data="ci"),
+                    InlineKeyboardButton(text="排行", callback_data="top"),
+                ]
+            ]
+        )
         await message.answer(f"✅ {message.from_user.first_name} checked in", reply_markup=kb)
 
     @dp.callback_query(F.data == "ci")
@@ -283,3 +294,29 @@ async def test_json_error_body_shape(sb: Sandbox):
     status, body = await api(sb, "sendMessage", chat_id=42, text="x")
     assert status == 400
     assert body == {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+
+
+async def test_python_telegram_bot_client_against_sandbox(sb: Sandbox):
+    import telegram
+    from telegram.error import Forbidden
+
+    alice = sb.add_user("Alice")
+    await sb.send(sb.private_chat(alice), alice, "/start")
+    ptb = telegram.Bot(sb.token, base_url=f"{sb.base_url}/bot", base_file_url=f"{sb.base_url}/file/bot")
+    async with ptb:
+        assert ptb.username == "qunbot"
+        msg = await ptb.send_message(
+            alice.id,
+            "hi <b>there</b>",
+            parse_mode="HTML",
+            reply_markup=telegram.InlineKeyboardMarkup([[telegram.InlineKeyboardButton("A", callback_data="a")]]),
+        )
+        assert msg.text == "hi there" and msg.reply_markup.inline_keyboard[0][0].callback_data == "a"
+        doc = await ptb.send_document(alice.id, document=b"hello", filename="h.txt")
+        assert doc.document.file_name == "h.txt"
+        assert sb.last_message(sb.private_chat(alice)).document.data == b"hello"
+        updates = await ptb.get_updates()
+        assert updates[0].message.text == "/start"
+        bob = sb.add_user("Bob")
+        with pytest.raises(Forbidden):
+            await ptb.send_message(bob.id, "hi")

@@ -171,7 +171,7 @@ async def test_every_update_kind_validates_under_aiogram_and_ptb(sb: Sandbox):
 async def test_upgrade_to_supergroup_service_messages(sb: Sandbox):
     alice = sb.add_user("Alice")
     g = sb.create_group("Old Group", owner=alice, supergroup=False)
-    assert g.type == "group" and -10**10 < g.id < 0
+    assert g.type == "group" and -(10**10) < g.id < 0
     await sb.add_bot(g, by=alice)
     await fetch(sb)
     new = await sb.upgrade_to_supergroup(g)

@@ -1,0 +1,148 @@
+"""`qunbot demo`: the real bot against the built-in sandbox, a scripted group, a printed transcript.
+
+The sandbox is a loopback Bot API server; the bot is the unmodified `qunbot run` (migrations, long polling
+over HTTP, the flow controller, the scheduler) pointed at it through TELEGRAM_API_URL. Each feature adds a
+scene below, so a newcomer sees every capability in one transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.runner import run
+from bot.sandbox import Sandbox
+from bot.sandbox.world import SbChat, SbUser
+from bot.settings import Settings
+
+log = logging.getLogger("qunbot.demo")
+
+
+async def settle(sb: Sandbox) -> None:
+    """Wait until the bot has answered: updates confirmed and no call for a little over the 1 s per-chat pace."""
+    await sb.settle(timeout=15, quiet=1.1)
+
+
+class Cast:
+    """The people and chats of the demo."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self.owner: SbUser = sb.add_user("Lin", username="lin_shop", language_code="zh-hans")
+        self.alice: SbUser = sb.add_user("Alice", username="alice", language_code="zh-hans")
+        self.bob: SbUser = sb.add_user("Bob", username="bob", language_code="en")
+        self.mei: SbUser = sb.add_user("美玲", username="meiling", language_code="zh-hant")
+        self.group: SbChat = sb.create_group("Bloom 美妆粉丝群", owner=self.owner, supergroup=True)
+
+
+Scene = Callable[[Cast], Awaitable[None]]
+
+
+async def scene_setup(cast: Cast) -> None:
+    """The owner adds the bot, which asks for admin rights, then makes it an admin; members join."""
+    sb = cast.sb
+    await sb.add_bot(cast.group, by=cast.owner, admin=False)
+    await settle(sb)
+    await sb.promote(cast.group, "bot", by=cast.owner)
+    await settle(sb)
+    for person in (cast.alice, cast.bob, cast.mei):
+        await sb.join(cast.group, person)
+    await settle(sb)
+
+
+async def scene_help(cast: Cast) -> None:
+    """Private /start, and /help in the group: members see member commands, admins see more."""
+    sb = cast.sb
+    await sb.send(sb.private_chat(cast.alice), cast.alice, "/start")
+    await settle(sb)
+    await sb.send(cast.group, cast.bob, "/help")
+    await settle(sb)
+
+
+async def scene_group_settings(cast: Cast) -> None:
+    """Admins set the time zone (validated) and language; a member who tries is refused."""
+    sb = cast.sb
+    await sb.send(cast.group, cast.bob, "/timezone Europe/London")
+    await settle(sb)
+    await sb.send(cast.group, cast.owner, "/timezone Mars/Base")
+    await settle(sb)
+    await sb.send(cast.group, cast.owner, "/timezone Asia/Shanghai")
+    await settle(sb)
+
+
+async def scene_privacy(cast: Cast) -> None:
+    """A member exports their data and erases it."""
+    sb = cast.sb
+    private = sb.private_chat(cast.bob)
+    await sb.send(private, cast.bob, "/start")
+    await settle(sb)
+    await sb.send(private, cast.bob, "/mydata")
+    await settle(sb)
+    await sb.send(private, cast.bob, "/forgetme")
+    await settle(sb)
+    prompt = sb.last_message(private)
+    assert prompt is not None and sb.buttons(prompt), "the /forgetme confirmation did not arrive"
+    confirm = sb.buttons(prompt)[0][1]
+    assert confirm is not None
+    await sb.press(cast.bob, prompt, confirm)
+    await settle(sb)
+
+
+SCENES: list[tuple[str, Scene]] = [
+    ("The bot joins a group", scene_setup),
+    ("Help", scene_help),
+    ("Group settings", scene_group_settings),
+    ("Privacy: /mydata and /forgetme", scene_privacy),
+]
+
+
+async def run_demo(settings: Settings, *, database_url: str = "", quiet: bool = False) -> int:
+    """Play every scene; print the transcript. Returns the process exit status."""
+    started = time.monotonic()
+    if settings.log_level != "DEBUG":  # the transcript is the output; logs only for trouble
+        logging.getLogger().setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="qunbot-demo-") as folder:
+        url = database_url or f"sqlite+aiosqlite:///{Path(folder) / 'demo.db'}"
+        async with Sandbox(bot_username="qunbot") as sb:
+            demo_settings = settings.model_copy(
+                update={
+                    "bot_token": SecretStr(sb.token),
+                    "telegram_api_url": sb.base_url,
+                    "database_url": url,
+                    "webhook_url": "",
+                }
+            )
+            stop = asyncio.Event()
+            bot_task = asyncio.create_task(run(demo_settings, stop=stop, polling_timeout=1))
+            try:
+                await sb.wait_for("deleteWebhook", timeout=30, since=0)  # the bot is up; polling follows
+                cast = Cast(sb)
+                shown = len(sb.transcript)
+                for title, scene in SCENES:
+                    await scene(cast)
+                    if bot_task.done():
+                        break
+                    if not quiet:
+                        print(f"\n── {title} " + "─" * max(0, 60 - len(title)))
+                        for entry in sb.transcript[shown:]:
+                            print(entry.render())
+                    shown = len(sb.transcript)
+            finally:
+                stop.set()
+                await asyncio.wait_for(bot_task, timeout=30)
+            errors = [call for call in sb.calls if not call.ok and call.error_code != 429]
+            print(
+                f"\nqunbot demo: {len(SCENES)} scenes, {len(sb.calls)} Bot API calls, "
+                f"{sb.stats.rate_limited_total} rate-limited, "
+                f"{len(errors)} errors, {time.monotonic() - started:.1f} s"
+            )
+            for call in errors:
+                print(f"  error: {call.method} -> {call.error_code} {call.description}", file=sys.stderr)
+            return 0 if not errors else 1
