@@ -51,8 +51,8 @@ class RecordingSession(BaseSession):
         self.calls: list[TelegramMethod[Any]] = []
         self.message_ids = itertools.count(1000)
 
-    async def make_request(  # noqa: ASYNC109 (aiogram's signature)
-        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None  # noqa: ASYNC109 (aiogram's API)
     ) -> Any:
         self.calls.append(method)
         world = self.world

@@ -177,3 +177,37 @@ async def test_migration_moves_the_group_and_the_message_arrives(db) -> None:  #
         async with db() as session:
             assert await groups.get_group(session, old.id) is None
             assert (await groups.get_group(session, new.id)).chat_type == "supergroup"
+
+
+async def test_qunbot_run_stops_cleanly_on_sigterm_and_never_logs_the_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import sys
+    import time
+
+    async with Sandbox() as sb:
+        env = {
+            **os.environ,
+            "BOT_TOKEN": sb.token,
+            "TELEGRAM_API_URL": sb.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+            "LOG_LEVEL": "DEBUG",
+            "WEBHOOK_URL": "",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        await sb.wait_for("setMyCommands", timeout=30, since=0)
+        owner = sb.add_user("Lin", language_code="en")
+        await sb.send(sb.private_chat(owner), owner, "/help")
+        await sb.settle(timeout=10, quiet=0.5)
+        assert sb.last_message(sb.private_chat(owner)) is not None
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+        assert process.returncode == 0
+        assert time.monotonic() - started < 15
+        log = output.decode()
+        assert "stopped" in log
+        assert sb.token not in log and sb.token.split(":")[1] not in log

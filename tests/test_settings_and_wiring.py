@@ -122,3 +122,18 @@ async def test_admin_check_uses_telegram_now(world) -> None:  # type: ignore[no-
     assert "Asia/Taipei" in texts(await world.send(group, mod, "/timezone Asia/Taipei"))[0]
     world.admins[group.id].discard(mod.id)  # demoted a moment ago
     assert "Only group admins" in texts(await world.send(group, mod, "/timezone Asia/Tokyo"))[0]
+
+
+async def test_redis_url_gives_shared_storage_and_event_isolation(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+
+    from bot.factory import create_dispatcher
+
+    settings = load_settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")
+    dp = create_dispatcher(settings, sessionmaker=sessionmaker)
+    try:
+        assert isinstance(dp.storage, RedisStorage)
+        assert isinstance(dp.fsm.events_isolation, RedisEventIsolation)
+        assert await dp.storage.redis.ping()
+    finally:
+        await dp.storage.close()
