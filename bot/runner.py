@@ -85,7 +85,7 @@ async def run(
         me = await bot.get_me()
         log.info("running as @%s (id %s)", me.username, me.id)
         await set_commands(bot, i18n)
-        scheduler = create_scheduler(bot, sessionmaker) if with_scheduler else None
+        scheduler = create_scheduler(bot, sessionmaker, i18n) if with_scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:
@@ -160,7 +160,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
         await upgrade_to_head(engine)
         sessionmaker = create_sessionmaker(engine)
         bot = create_bot(settings, sessionmaker=sessionmaker)
-        scheduler = create_scheduler(bot, sessionmaker)
+        scheduler = create_scheduler(bot, sessionmaker, create_i18n(settings.default_locale))
         scheduler.start()
         log.info("scheduler running")
         await stop.wait()

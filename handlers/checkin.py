@@ -1,0 +1,339 @@
+"""Daily check-ins (签到打卡): /checkin and keywords in groups, the daily check-in board with its button, the
+streak calendar and make-up check-ins (补签).
+
+A group gets ONE check-in message a day — the board. Presses are answered privately (an alert); command and
+keyword check-ins show up on the board, which is edited in place at most every BOARD_EDIT_INTERVAL seconds,
+so a 10,000-member morning rush costs the group a handful of edits, not 10,000 replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import time
+from datetime import date
+
+from aiogram import Bot, F
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import BaseFilter, Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from models import boards, checkin, points
+from models.clock import local_day
+from models.db import utcnow
+from models.groups import Group
+
+log = logging.getLogger("qunbot.checkin")
+
+router = Blueprint("checkin")
+router.filter("message", F.chat.type.in_({"group", "supergroup"}))
+
+COMMANDS = [
+    CommandInfo("checkin", __("Check in for today (also: 签到, 打卡); /checkin info shows your month"), "member"),
+]
+
+BOARD_KIND = "checkin_board"
+BOARD_EDIT_INTERVAL = 10.0  # seconds between edits of one board: at most 6 of the group's 20 messages a minute
+BADGE_NAMES = {
+    "streak_7": __("7-day streak"),
+    "streak_30": __("30-day streak"),
+    "streak_100": __("100-day streak"),
+}
+
+
+class CheckinPress(CallbackData, prefix="ci"):
+    pass
+
+
+def board_keyboard() -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("✅ Check in"), callback_data=CheckinPress())
+    return keyboard.as_markup()
+
+
+def render_board(snapshot: boards.BoardSnapshot) -> str:
+    lines = [
+        _("📅 <b>Check-in board · {day}</b>").format(day=snapshot.day.isoformat()),
+        _("Checked in today: <b>{count}</b>").format(count=snapshot.count),
+    ]
+    if snapshot.latest:
+        lines.append(_("Latest:"))
+        for line in snapshot.latest:
+            lines.append(
+                _("• {name} +{points} · {streak}-day streak").format(
+                    name=esc(line.name), points=line.points, streak=line.streak
+                )
+            )
+    lines.append(_("Press the button, or send 签到 / /checkin. Streaks earn bonuses."))
+    return "\n".join(lines)
+
+
+def render_result(result: checkin.CheckinResult, rules: points.PointsRules) -> str:
+    if result.already:
+        return _("You already checked in today (#{rank}, {streak}-day streak). Balance: {balance}.").format(
+            rank=result.rank or "—", streak=result.streak, balance=result.balance
+        )
+    lines = [
+        _("✅ Checked in: +{points} points").format(points=result.points),
+        _("{streak}-day streak · #{rank} today · balance {balance}").format(
+            streak=result.streak, rank=result.rank, balance=result.balance
+        ),
+    ]
+    if result.streak_bonus:
+        lines.append(_("Streak bonus: +{bonus}").format(bonus=result.streak_bonus))
+    if result.first_bonus:
+        lines.append(_("Early bird bonus: +{bonus}").format(bonus=result.first_bonus))
+    for badge in result.new_badges:
+        lines.append(_("🏅 New badge: {badge}").format(badge=str(BADGE_NAMES.get(badge, badge))))
+    if result.tier_up:
+        lines.append(_("🎉 You reached {tier}!").format(tier=tier_label(rules, result.tier_after)))
+    return "\n".join(lines)
+
+
+def tier_label(rules: points.PointsRules, key: str) -> str:
+    names = {"normal": _("Member"), "silver": _("Silver"), "gold": _("Gold"), "diamond": _("Diamond")}
+    custom = next((tier.name for tier in rules.tiers if tier.key == key and tier.name), None)
+    return custom or names.get(key, key)
+
+
+class BoardEditor:
+    """Coalesces board edits: many check-ins in a burst become one edit per BOARD_EDIT_INTERVAL per board."""
+
+    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
+                 interval: float = BOARD_EDIT_INTERVAL) -> None:
+        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
+        self.pending: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.last_edit: dict[tuple[int, int], float] = {}
+
+    def request(self, chat_id: int, message_id: int, group_id: int, day: date, locale: str) -> None:
+        key = (chat_id, message_id)
+        if key in self.pending:
+            return  # an edit is already on its way and will show this check-in too
+        delay = max(0.0, self.last_edit.get(key, 0.0) + self.interval - time.monotonic())
+        self.pending[key] = asyncio.create_task(self._edit_later(key, group_id, day, locale, delay))
+
+    async def _edit_later(self, key: tuple[int, int], group_id: int, day: date, locale: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self.pending.pop(key, None)  # check-ins from now on schedule the next edit
+            self.last_edit[key] = time.monotonic()
+            async with self.sessionmaker() as session:
+                snapshot = await boards.board_snapshot(session, group_id, day)
+            with self.i18n.context(), self.i18n.use_locale(locale):
+                text, markup = render_board(snapshot), board_keyboard()
+            await self.bot.edit_message_text(text=text, chat_id=key[0], message_id=key[1], reply_markup=markup)
+        except TelegramBadRequest as error:
+            if "not modified" not in str(error):
+                log.warning("board %s not edited: %s", key, error)
+        except TelegramAPIError as error:
+            log.warning("board %s not edited: %s", key, error)
+        finally:
+            self.pending.pop(key, None)
+
+    async def drain(self) -> None:
+        """Wait for pending edits (tests, shutdown)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending.values()), return_exceptions=True)
+
+
+def board_editor(dispatcher_data: dict, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession],
+                 i18n: I18n) -> BoardEditor:
+    editor = dispatcher_data.get("board_editor")
+    if editor is None:
+        editor = dispatcher_data["board_editor"] = BoardEditor(bot, sessionmaker, i18n)
+    return editor
+
+
+async def post_board(bot: Bot, session: AsyncSession, chat_id: int, group_id: int, day: date) -> int | None:
+    """Claim and post today's board in one group; None if someone else already claimed it."""
+    slot = day.isoformat()
+    if not await boards.claim_post(session, group_id, BOARD_KIND, slot):
+        return None
+    snapshot = await boards.board_snapshot(session, group_id, day)
+    try:
+        message = await bot.send_message(chat_id, render_board(snapshot), reply_markup=board_keyboard())
+    except TelegramAPIError:
+        await boards.release_post(session, group_id, BOARD_KIND, slot)
+        raise
+    await boards.set_post_message(session, group_id, BOARD_KIND, slot, message.message_id)
+    return message.message_id
+
+
+async def show_on_board(bot: Bot, session: AsyncSession, group: Group, day: date, dispatcher: object,
+                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    """Make today's board reflect a new check-in: post it if today has none, else edit it (coalesced)."""
+    assert group.id is not None
+    post = await boards.get_post(session, group.id, BOARD_KIND, day.isoformat())
+    if post is None:
+        await post_board(bot, session, group.chat_id, group.id, day)
+        return
+    if post.message_id is None:
+        return  # being posted right now by someone else; it will show this check-in
+    editor = board_editor(dispatcher.workflow_data, bot, sessionmaker, i18n)  # type: ignore[attr-defined]
+    editor.request(group.chat_id, post.message_id, group.id, day, i18n.current_locale)
+
+
+class CheckinKeyword(BaseFilter):
+    """A message that is exactly one of the group's check-in keywords (default 签到, 打卡, "check in")."""
+
+    async def __call__(self, message: Message, group: Group | None = None) -> bool:
+        if group is None or not message.text or len(message.text) > 20:
+            return False
+        text = message.text.strip().casefold()
+        return any(text == keyword.casefold() for keyword in boards.board_settings(group).keywords)
+
+
+@router.message(Command("checkin"))
+async def checkin_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
+                          group: Group, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
+                          i18n: I18n) -> None:
+    args = (command.args or "").split()
+    if not args:
+        await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+    elif args[0] in ("info", "calendar", "日历"):
+        await show_calendar(message, session, group)
+    elif args[0] in ("makeup", "补签"):
+        await make_up(message, session, group)
+    elif args[0] == "board":
+        await configure_board(message, bot, session, group, args[1:])
+    elif args[0] == "keywords":
+        await configure_keywords(message, bot, session, group, " ".join(args[1:]))
+    else:
+        await message.reply(usage())
+
+
+def usage() -> str:
+    return _(
+        "Usage:\n/checkin — check in for today (or send 签到)\n/checkin info — your streak and this month\n"
+        "/checkin makeup — make up yesterday's check-in with points (if the group allows it)\n"
+        "Admins: /checkin board HH:MM | off — when the daily board is posted\n"
+        "/checkin keywords 签到, 打卡 — the words that check in"
+    )
+
+
+@router.message(CheckinKeyword())
+async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
+                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+
+
+async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
+                     sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    if message.from_user is None or message.sender_chat is not None:
+        return  # channels and anonymous admins have no points
+    assert group.id is not None
+    now = utcnow()
+    result = await checkin.check_in(session, group.id, message.from_user.id, now=now)
+    if result.already:
+        return  # already on today's board; saying so in the group would only add noise
+    await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
+
+
+@router.callback_query(CheckinPress.filter(), F.message.chat.type.in_({"group", "supergroup"}))
+async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
+                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    assert group.id is not None
+    now = utcnow()
+    result = await checkin.check_in(session, group.id, query.from_user.id, now=now)
+    rules = points.rules_of(group)
+    await query.answer(render_result(result, rules), show_alert=True)
+    if not result.already:
+        await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
+
+
+async def show_calendar(message: Message, session: AsyncSession, group: Group) -> None:
+    if message.from_user is None:
+        return
+    assert group.id is not None
+    today = local_day(utcnow(), group.timezone)
+    days = await checkin.month_calendar(session, group.id, message.from_user.id, today.year, today.month)
+    streak = await checkin.get_streak(session, group.id, message.from_user.id)
+    weeks = []
+    for week in calendar.Calendar(firstweekday=0).monthdayscalendar(today.year, today.month):
+        cells = []
+        for day in week:
+            if day == 0:
+                cells.append("  ")
+            elif day in days:
+                cells.append("✅")
+            elif day > today.day:
+                cells.append("··")
+            else:
+                cells.append(f"{day:02d}")
+        weeks.append(" ".join(cells))
+    head = _("{name}: {month} — {count} check-ins, streak {streak} (best {best}), today: {today}").format(
+        name=esc(message.from_user.first_name),
+        month=f"{today.year}-{today.month:02d}",
+        count=len(days),
+        streak=streak.current,
+        best=streak.best,
+        today=_("done") if today.day in days else _("not yet"),
+    )
+    await message.reply(head + "\n<code>" + "\n".join(weeks) + "</code>")
+
+
+async def make_up(message: Message, session: AsyncSession, group: Group) -> None:
+    if message.from_user is None:
+        return
+    assert group.id is not None
+    try:
+        result = await checkin.make_up(session, group.id, message.from_user.id)
+    except checkin.MakeupDisabled:
+        await message.reply(_("Make-up check-ins are off in this group."))
+        return
+    except checkin.AlreadyCheckedIn:
+        await message.reply(_("You did not miss yesterday: nothing to make up."))
+        return
+    except points.InsufficientPoints as error:
+        await message.reply(
+            _("A make-up check-in costs {cost} points; you have {balance}.").format(
+                cost=points.rules_of(group).makeup_cost, balance=getattr(error, "balance", "?")
+            )
+        )
+        return
+    await message.reply(
+        _("Yesterday is checked in (−{cost} points). Streak: {streak} days. Balance: {balance}.").format(
+            cost=result.cost, streak=result.streak, balance=result.balance
+        )
+    )
+
+
+async def configure_board(message: Message, bot: Bot, session: AsyncSession, group: Group, args: list[str]) -> None:
+    if not await require_admin(bot, message):
+        return
+    assert group.id is not None
+    if len(args) != 1:
+        await message.reply(usage())
+        return
+    if args[0].lower() == "off":
+        await boards.set_board_settings(session, group.id, time_of_day=None)
+        await message.reply(_("The daily check-in board is off. Members can still check in with 签到."))
+        return
+    when = boards.parse_hh_mm(args[0])
+    if when is None:
+        await message.reply(_("“{value}” is not a time. Use HH:MM, e.g. /checkin board 08:00").format(
+            value=esc(args[0][:16])))
+        return
+    await boards.set_board_settings(session, group.id, time_of_day=when)
+    await message.reply(_("The check-in board will be posted every day at {time} ({zone}).").format(
+        time=when, zone=esc(group.timezone)))
+
+
+async def configure_keywords(message: Message, bot: Bot, session: AsyncSession, group: Group, raw: str) -> None:
+    if not await require_admin(bot, message):
+        return
+    assert group.id is not None
+    words = [word.strip() for word in raw.replace("，", ",").split(",") if word.strip()]
+    if not words or any(len(word) > 20 for word in words) or len(words) > 10:
+        await message.reply(_("Usage: /checkin keywords 签到, 打卡 (1 to 10 words, each at most 20 characters)"))
+        return
+    await boards.set_board_settings(session, group.id, keywords=words)
+    await message.reply(_("Check-in keywords: {words}").format(words=esc(", ".join(words))))
