@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -95,10 +96,55 @@ async def scene_privacy(cast: Cast) -> None:
     await settle(sb)
 
 
+async def scene_checkin(cast: Cast) -> None:
+    """Keyword check-ins share one board; a press on the board is answered privately."""
+    sb = cast.sb
+    await sb.send(cast.group, cast.alice, "签到")
+    await settle(sb)
+    board = sb.last_message(cast.group)
+    assert board is not None and sb.buttons(board), "the check-in board did not arrive"
+    await sb.press(cast.bob, board, sb.buttons(board)[0][1] or "")
+    await sb.send(cast.group, cast.mei, "打卡")
+    await settle(sb)
+
+
+async def scene_points(cast: Cast) -> None:
+    """An admin gives points; members see their standing and the leaderboard."""
+    sb = cast.sb
+    await sb.send(cast.group, cast.owner, "/give @alice 500 新群福利")
+    await settle(sb)
+    await sb.send(cast.group, cast.alice, "积分")
+    await settle(sb)
+    await sb.send(cast.group, cast.bob, "/rank")
+    await settle(sb)
+
+
+async def scene_shop(cast: Cast) -> None:
+    """The points shop: an item with stock, a redemption answered privately, staff verifying the coupon once."""
+    sb = cast.sb
+    await sb.send(cast.group, cast.owner, "/shop add 满100减20优惠券 | 100 | 10 | 1 | - | 30")
+    await settle(sb)
+    await sb.send(cast.group, cast.alice, "积分商城")
+    await settle(sb)
+    shop = sb.last_message(cast.group)
+    assert shop is not None and sb.buttons(shop), "the shop did not arrive"
+    answer = await sb.press(cast.alice, shop, sb.buttons(shop)[0][1] or "")
+    await settle(sb)
+    code = re.search(r"QB-[A-Z0-9]{4}-[A-Z0-9]{4}", answer.text or "")
+    if code:
+        await sb.send(cast.group, cast.owner, f"/verify {code.group(0)}")
+        await settle(sb)
+        await sb.send(cast.group, cast.owner, f"/verify {code.group(0)}")
+        await settle(sb)
+
+
 SCENES: list[tuple[str, Scene]] = [
     ("The bot joins a group", scene_setup),
     ("Help", scene_help),
     ("Group settings", scene_group_settings),
+    ("Daily check-in", scene_checkin),
+    ("Points, tiers and the leaderboard", scene_points),
+    ("The points shop and coupons", scene_shop),
     ("Privacy: /mydata and /forgetme", scene_privacy),
 ]
 

@@ -2,9 +2,9 @@
 
 1. ErrorBoundary  - one bad update never stops the bot; the person gets a short localized apology.
 2. DatabaseSession - one AsyncSession per update, handed to handlers as `session`.
-3. UpdateOnce     - a redelivered update (same update_id) has no second effect.
-4. GroupAndMember - the group, the person and their membership rows, kept current, as `group` / `member`.
-5. Locale         - the group's language, else the sender's, else DEFAULT_LOCALE; as `locale`.
+3. Arrival        - one transaction: a redelivered update (same update_id) stops here with no second effect;
+                    the group, the person and their membership rows are kept current (`group` / `member`).
+4. Locale         - the group's language, else the sender's, else DEFAULT_LOCALE; as `locale`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bot.i18n import CatalogI18n, locale_for_language_code
 from bot.settings import Settings
 from handlers.common import chat_seen, person_seen
 from models import groups
+from models.db import transaction
 
 log = logging.getLogger("qunbot.updates")
 
@@ -69,17 +70,10 @@ class DatabaseSession(BaseMiddleware):
             return await handler(event, data)
 
 
-class UpdateOnce(BaseMiddleware):
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        if isinstance(event, Update):
-            bot_id = data["bot"].id
-            if not await groups.claim_update(data["session"], bot_id, event.update_id):
-                log.info("update %s was already handled; dropped", event.update_id)
-                return None
-        return await handler(event, data)
+class Arrival(BaseMiddleware):
+    """In one transaction: claim the update_id (a redelivery stops here, with no second effect), then keep the
+    group, the person and their membership rows current, handed to handlers as `group` and `member`."""
 
-
-class GroupAndMember(BaseMiddleware):
     def __init__(self, settings: Settings) -> None:
         self.default_timezone = settings.default_timezone
 
@@ -88,20 +82,21 @@ class GroupAndMember(BaseMiddleware):
         chat: Chat | None = data.get("event_chat")
         user: User | None = data.get("event_from_user")
         data["group"] = data["member"] = None
-        if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
-            person = person_seen(user)
-            await groups.upsert_user(session, person, private=chat is not None and chat.type == "private")
-            if chat is not None and chat.type in GROUP_TYPES:
-                group = await groups.upsert_group(
+        async with transaction(session):
+            if isinstance(event, Update) and not await groups.claim_update(session, data["bot"].id, event.update_id):
+                log.info("update %s was already handled; dropped", event.update_id)
+                return None
+            in_group = chat is not None and chat.type in GROUP_TYPES
+            if in_group:
+                assert chat is not None
+                data["group"] = await groups.upsert_group(
                     session, chat_seen(chat), default_timezone=self.default_timezone
                 )
-                data["group"] = group
-                if not _is_leaving(event):
-                    data["member"] = await groups.upsert_member(session, group, person)
-        elif chat is not None and chat.type in GROUP_TYPES:
-            data["group"] = await groups.upsert_group(
-                session, chat_seen(chat), default_timezone=self.default_timezone
-            )
+            if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
+                person = person_seen(user)
+                await groups.upsert_user(session, person, private=chat is not None and chat.type == "private")
+                if in_group and not _is_leaving(event):
+                    data["member"] = await groups.upsert_member(session, data["group"], person)
         return await handler(event, data)
 
 
@@ -135,8 +130,7 @@ def register_middlewares(
     """Every middleware of the bot, in order. Outer update middlewares run once per update."""
     dp.update.outer_middleware(ErrorBoundary(i18n))
     dp.update.outer_middleware(DatabaseSession(sessionmaker))
-    dp.update.outer_middleware(UpdateOnce())
-    dp.update.outer_middleware(GroupAndMember(settings))
+    dp.update.outer_middleware(Arrival(settings))
     dp.update.outer_middleware(Locale(i18n))
 
 

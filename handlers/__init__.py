@@ -7,12 +7,12 @@ from types import ModuleType
 
 from aiogram import Router
 
-from handlers import admin, membership, privacy, start
+from handlers import admin, checkin, membership, points, privacy, shop, start
 from handlers.common import CommandInfo
 
 # Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
 # moderation) last.
-FEATURES: list[ModuleType] = [membership, start, admin, privacy]
+FEATURES: list[ModuleType] = [membership, start, admin, privacy, checkin, shop, points]
 
 
 def get_routers() -> list[Router]:

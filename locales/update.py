@@ -55,7 +55,12 @@ def update() -> None:
         catalog.obsolete.clear()
         if locale == "en":  # the source strings are English
             for message in catalog:
-                if message.id and not message.string:
+                if not message.id:
+                    continue
+                if isinstance(message.id, tuple):
+                    if not all(message.string or ()):
+                        message.string = message.id
+                elif not message.string:
                     message.string = message.id
         with path.open("wb") as handle:
             write_po(handle, catalog, width=120, omit_header=False)

@@ -69,11 +69,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per process: SQLite has one writer anyway, and queueing for the connection in asyncio
+        # is far cheaper than threads spinning in SQLite's busy handler. Other processes still queue on the
+        # lock through busy_timeout.
+        pool = {"poolclass": StaticPool} if database in ("", ":memory:") else {"pool_size": 1, "max_overflow": 0,
+                                                                                 "pool_timeout": 120}
         engine = create_async_engine(
-            url,
-            echo=echo,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            **({"poolclass": StaticPool} if database in ("", ":memory:") else {}),
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
         )
         _configure_sqlite(engine)
         return engine

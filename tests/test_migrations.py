@@ -12,8 +12,8 @@ from models.migrate import upgrade_to_head
 
 
 async def test_upgrade_to_head_matches_the_models(request, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import POSTGRES_URL, _postgres_engine  # noqa: F401
     from models.db import create_engine
+    from tests.conftest import POSTGRES_URL, _postgres_engine  # noqa: F401
 
     engines = [("sqlite", create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"), None)]
     if POSTGRES_URL:

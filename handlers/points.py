@@ -1,0 +1,746 @@
+"""Points in the group: /me (积分), /rank (排行), admins' /give, /take, /set and /settings, chat points for what
+members say (silent, tier-ups announced coalesced), and showcase posts (晒单) with moderator approval.
+
+Group replies are scarce, so answers are short replies to the member's own message; presses are answered with
+alerts. Nothing a member writes is stored: chat points see only the text's length and a hash of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot, Dispatcher, F
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, Message
+from aiogram.types import User as TelegramUser
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.i18n import ngettext
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.common import (
+    GROUP_ANONYMOUS_BOT,
+    TELEGRAM_SERVICE_USER,
+    Blueprint,
+    CommandInfo,
+    display_name,
+    esc,
+    require_admin,
+)
+from models import checkin, points, shop
+from models.clock import local_day
+from models.db import transaction, utcnow
+from models.groups import Group, Member, User
+from models.points import PointsBalance, PointsRules
+
+log = logging.getLogger("qunbot.points")
+
+router = Blueprint("points")
+
+COMMANDS = [
+    CommandInfo("me", __("Your points, tier, streak and rank"), "member"),
+    CommandInfo("rank", __("Top 10 members: /rank week | month | all"), "member"),
+    CommandInfo("give", __("Give points: reply with /give N reason, or /give @user N reason"), "admin"),
+    CommandInfo("take", __("Take points: reply with /take N reason, or /take @user N reason"), "admin"),
+    CommandInfo("set", __("Change a points rule: /set rule value"), "admin"),
+    CommandInfo("settings", __("Show the group's points rules"), "admin"),
+]
+
+GROUP_TYPES = {"group", "supergroup"}
+IN_GROUP = F.chat.type.in_(GROUP_TYPES)
+MAX_ADMIN_AMOUNT = 100_000
+REASON_MAX = 64
+TOP_N = 10
+ANNOUNCE_WINDOW_S = 60.0
+GONE_ROLES = ("left", "kicked")
+
+# Default tier names by key; a custom name stored in the rules wins and is shown as is.
+TIER_NAMES = {"normal": __("Member"), "silver": __("Silver"), "gold": __("Gold"), "diamond": __("Diamond")}
+BADGE_NAMES = {"streak_7": __("7-day streak"), "streak_30": __("30-day streak"), "streak_100": __("100-day streak")}
+PERIOD_ALIASES = {
+    "week": "week", "w": "week", "周": "week", "本周": "week", "週": "week", "本週": "week",
+    "month": "month", "m": "month", "月": "month", "本月": "month",
+    "all": "all", "total": "all", "a": "all", "总": "all", "總": "all", "全部": "all",
+}
+RANK_TITLES = {
+    "week": __("🏆 <b>Top 10 this week</b>"),
+    "month": __("🏆 <b>Top 10 this month</b>"),
+    "all": __("🏆 <b>Top 10 of all time</b>"),
+}
+RULE_HELP = {
+    "checkin_base": __("points for a check-in"),
+    "checkin_streak_bonus": __("bonus on reaching a streak, day:bonus pairs"),
+    "checkin_first_n": __("how many early birds get the first bonus"),
+    "checkin_first_bonus": __("bonus for the first check-ins of the day"),
+    "makeup_enabled": __("members may buy a missed check-in (on/off)"),
+    "makeup_cost": __("price of a make-up check-in"),
+    "chat_points": __("points for a message"),
+    "chat_cooldown_s": __("seconds between rewarded messages"),
+    "chat_min_length": __("shortest message that earns"),
+    "chat_daily_cap": __("most chat points a day"),
+    "showcase_points": __("points for a showcase post"),
+    "showcase_hashtag": __("hashtag that marks a showcase photo"),
+    "showcase_auto_approve": __("award showcases without review (on/off)"),
+    "showcase_daily_cap": __("most showcase points a day"),
+    "topic_points": __("points for answering the daily topic"),
+    "topic_daily_cap": __("most topic points a day"),
+    "tiers": __("tiers by lifetime points, key:threshold[:name]"),
+}
+
+
+class ShowcaseReview(CallbackData, prefix="showcase"):
+    """A moderator's decision on a showcase photo: action "approve" or "reject"; the poster and their message."""
+
+    action: str
+    user_id: int
+    message_id: int
+
+
+# -- small helpers ---------------------------------------------------------------------------------------------
+
+
+def tier_label(rules: PointsRules, key: str) -> str:
+    """The tier's custom name if the group set one, else the localized default, else its key."""
+    for tier in rules.tiers:
+        if tier.key == key and tier.name:
+            return tier.name
+    default = TIER_NAMES.get(key)
+    return str(default) if default is not None else key
+
+
+def next_tier(rules: PointsRules, lifetime: int) -> tuple[str, int] | None:
+    """(key, points still needed) of the next tier above `lifetime`, None at the top."""
+    for tier in rules.tiers:
+        if tier.threshold > lifetime:
+            return tier.key, tier.threshold - lifetime
+    return None
+
+
+def badge_label(badge: str) -> str:
+    name = BADGE_NAMES.get(badge)
+    return str(name) if name is not None else badge
+
+
+def rule_value(rules: PointsRules, name: str) -> str:
+    """A rule's value in the syntax /set accepts, so an admin can copy it."""
+    value = getattr(rules, name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "checkin_streak_bonus":
+        return ",".join(f"{day}:{bonus}" for day, bonus in value.items()) or "none"
+    if name == "tiers":
+        return ",".join(
+            f"{tier.key}:{tier.threshold}" + (f":{tier.name}" if tier.name else "") for tier in value
+        )
+    return str(value)
+
+
+def fingerprint(text: str) -> tuple[int, str]:
+    """Length and sha256 of the normalized text (lowercase, whitespace collapsed). The text itself is dropped."""
+    normalized = " ".join(text.lower().split())
+    return len(normalized), hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def is_person(user: TelegramUser | None) -> bool:
+    return user is not None and not user.is_bot and user.id not in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT)
+
+
+def actor_id_of(message: Message) -> int:
+    if message.sender_chat is not None:
+        return message.sender_chat.id
+    return message.from_user.id if message.from_user else 0
+
+
+async def names_of(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
+    """Display names from the users table (a read; models has no public lookup by a list of ids)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    async with transaction(session):
+        rows = await session.execute(
+            select(User.user_id, User.first_name, User.username).where(User.user_id.in_(ids))  # type: ignore[call-overload, attr-defined]
+        )
+        return {row.user_id: display_name(row.first_name, row.username) for row in rows.all()}
+
+
+async def member_by_username(session: AsyncSession, group_id: int, username: str) -> tuple[int, str] | None:
+    """(user_id, name) of the group member with this @username (a read; models has no lookup by username)."""
+    async with transaction(session):
+        row = (
+            await session.execute(
+                select(User.user_id, User.first_name, User.username)  # type: ignore[call-overload]
+                .join(Member, Member.user_id == User.user_id)  # type: ignore[arg-type]
+                .where(
+                    Member.group_id == group_id,
+                    Member.role.not_in(GONE_ROLES),  # type: ignore[attr-defined]
+                    func.lower(User.username) == username.lower(),
+                )
+                .order_by(User.seen_at.desc())  # type: ignore[attr-defined]
+                .limit(1)
+            )
+        ).first()
+        return (row.user_id, display_name(row.first_name, row.username)) if row else None
+
+
+async def memberships_of(session: AsyncSession, user_id: int) -> list[tuple[Group, int, int]]:
+    """(group, balance, lifetime) for every active group the person is a member of (a read for private /me)."""
+    async with transaction(session):
+        rows = await session.execute(
+            select(Group, PointsBalance.balance, PointsBalance.lifetime_earned)  # type: ignore[call-overload]
+            .join(Member, Member.group_id == Group.id)  # type: ignore[arg-type]
+            .outerjoin(
+                PointsBalance,
+                (PointsBalance.group_id == Group.id) & (PointsBalance.user_id == user_id),  # type: ignore[arg-type]
+            )
+            .where(Member.user_id == user_id, Member.role.not_in(GONE_ROLES), Group.active)  # type: ignore[attr-defined]
+            .order_by(PointsBalance.balance.desc().nulls_last(), Group.title)  # type: ignore[union-attr]
+            .limit(30)
+        )
+        return [(group, balance or 0, lifetime or 0) for group, balance, lifetime in rows.all()]
+
+
+# -- tier-up announcements, coalesced --------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    header: str  # rendered when the first line is queued: flushing may run outside any update's i18n context
+    lines: dict[int, str]
+    timer: asyncio.Task[None] | None = None
+
+
+class TierAnnouncer:
+    """At most one tier-up announcement per group per `window` seconds; everyone who tiered up meanwhile is
+    listed in the next one. One per Dispatcher (kept in its workflow_data), never a module global."""
+
+    def __init__(self, window: float = ANNOUNCE_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._last_sent: dict[int, float] = {}
+        self._pending: dict[int, _Pending] = {}
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> TierAnnouncer:
+        return dispatcher.workflow_data.setdefault("tier_announcer", cls())  # type: ignore[no-any-return]
+
+    async def announce(self, bot: Bot, chat_id: int, user_id: int, name: str, tier: str) -> None:
+        pending = self._pending.setdefault(chat_id, _Pending(_("🎉 <b>Tier up!</b>"), {}))
+        pending.lines[user_id] = _("{name} is now {tier}!").format(name=esc(name), tier=esc(tier))
+        if pending.timer is not None:
+            return  # the coming announcement will include them
+        now = self.clock()
+        self._forget_old(now)
+        last = self._last_sent.get(chat_id)
+        if last is None or now - last >= self.window:
+            await self.flush(bot, chat_id)
+        else:
+            pending.timer = asyncio.create_task(self._later(bot, chat_id, last + self.window - now))
+
+    async def _later(self, bot: Bot, chat_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        pending = self._pending.get(chat_id)
+        if pending is not None:
+            pending.timer = None
+        await self.flush(bot, chat_id)
+
+    async def flush(self, bot: Bot, chat_id: int) -> None:
+        """Send the group's pending announcement now (if any)."""
+        pending = self._pending.pop(chat_id, None)
+        if pending is None or not pending.lines:
+            return
+        if pending.timer is not None and pending.timer is not asyncio.current_task():
+            pending.timer.cancel()
+        self._last_sent[chat_id] = self.clock()
+        text = "\n".join([pending.header, *pending.lines.values()])
+        try:
+            await bot.send_message(chat_id, text)
+        except TelegramAPIError as error:
+            log.warning("tier-up announcement in %s failed: %s", chat_id, error)
+
+    def close(self) -> None:
+        """Drop pending announcements and their timers (shutdown, tests)."""
+        for pending in self._pending.values():
+            if pending.timer is not None:
+                pending.timer.cancel()
+        self._pending.clear()
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._last_sent) > 1000:
+            for chat_id, sent in list(self._last_sent.items()):
+                if now - sent >= self.window:
+                    del self._last_sent[chat_id]
+
+
+async def announce_tier_up(
+    dispatcher: Dispatcher, bot: Bot, group: Group, user_id: int, name: str, ledger: points.LedgerResult | None
+) -> None:
+    if ledger is None or not ledger.tier_up or ledger.tier_after is None:
+        return
+    rules = points.rules_of(group)
+    await TierAnnouncer.of(dispatcher).announce(bot, group.chat_id, user_id, name, tier_label(rules, ledger.tier_after))
+
+
+class ShowcaseDecisions:
+    """Showcase moderation messages already decided in this process: a second press (or a press racing the
+    first) gets "already decided" at once. Paying is guarded durably by the ledger key; see the report on
+    rejections."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._decided: OrderedDict[tuple[int, int], str] = OrderedDict()
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> ShowcaseDecisions:
+        return dispatcher.workflow_data.setdefault("showcase_decisions", cls())  # type: ignore[no-any-return]
+
+    def claim(self, key: tuple[int, int], outcome: str) -> bool:
+        """True if this call is the first to decide `key` (no await between check and set: atomic in asyncio)."""
+        if key in self._decided:
+            return False
+        self._decided[key] = outcome
+        while len(self._decided) > self.size:
+            self._decided.popitem(last=False)
+        return True
+
+    def release(self, key: tuple[int, int]) -> None:
+        self._decided.pop(key, None)
+
+
+# -- /me -------------------------------------------------------------------------------------------------------
+
+
+@router.message(Command("me"), IN_GROUP)
+@router.message(F.text == "积分", IN_GROUP)
+async def me_in_group(message: Message, session: AsyncSession, group: Group | None) -> None:
+    user = message.from_user
+    if group is None or group.id is None or message.sender_chat is not None or not is_person(user):
+        await message.reply(_("Only members have points. Send /me from your own account."))
+        return
+    assert user is not None
+    balance = await points.get_balance(session, group.id, user.id)
+    rules = points.rules_of(group)
+    streak = await checkin.get_streak(session, group.id, user.id)
+    checked_today = streak.last_day == local_day(utcnow(), group.timezone)
+    week = await points.place_of(session, group.id, user.id, "week")
+    badges = await points.list_badges(session, group.id, user.id)
+    now = utcnow()
+    coupons = [c for c in await shop.my_coupons(session, group.id, user.id, statuses=("issued",)) if c.expires_at > now]
+
+    name = display_name(user.first_name, user.username)
+    lines = [
+        f"<b>{esc(name)}</b> · {esc(tier_label(rules, balance.tier))}",
+        _("💰 Points: {balance} · lifetime {lifetime}").format(
+            balance=balance.balance, lifetime=balance.lifetime_earned
+        ),
+    ]
+    upcoming = next_tier(rules, balance.lifetime_earned)
+    if upcoming is not None:
+        lines[-1] += " · " + _("{needed} more to {tier}").format(
+            needed=upcoming[1], tier=esc(tier_label(rules, upcoming[0]))
+        )
+    if checked_today:
+        lines.append(
+            ngettext("🔥 Streak: {days} day · checked in today ✅", "🔥 Streak: {days} days · checked in today ✅",
+                     streak.current).format(days=streak.current)
+        )
+    else:
+        lines.append(
+            ngettext("🔥 Streak: {days} day · not checked in today — /checkin",
+                     "🔥 Streak: {days} days · not checked in today — /checkin", streak.current).format(
+                days=streak.current
+            )
+        )
+    if week is not None:
+        lines.append(
+            ngettext("🏆 This week: #{place} with {points} point", "🏆 This week: #{place} with {points} points",
+                     week.points).format(place=week.place, points=week.points)
+        )
+    else:
+        lines.append(_("🏆 This week: no points yet"))
+    if badges:
+        lines.append(_("🎖 Badges: {badges}").format(badges=esc(", ".join(badge_label(b.badge) for b in badges))))
+    lines.append(_("🎟 Unused coupons: {count}").format(count=len(coupons)))
+    await message.reply("\n".join(lines))
+
+
+@router.message(Command("me"), F.chat.type == "private")
+async def me_in_private(message: Message, session: AsyncSession) -> None:
+    assert message.from_user is not None
+    rows = await memberships_of(session, message.from_user.id)
+    if not rows:
+        await message.answer(
+            _("You have no points yet. Check in, chat and share purchases in your groups to earn some.")
+        )
+        return
+    lines = [_("<b>Your points</b>")]
+    for group, balance, lifetime in rows:
+        rules = points.rules_of(group)
+        tier = tier_label(rules, rules.tier_for(lifetime))
+        lines.append(
+            _("{group}: {balance} points · {tier}").format(
+                group=esc(group.title or "?"), balance=balance, tier=esc(tier)
+            )
+        )
+    await message.answer("\n".join(lines))
+
+
+# -- /rank -----------------------------------------------------------------------------------------------------
+
+
+@router.message(Command("rank"), IN_GROUP)
+@router.message(F.text.in_({"排行", "排行榜"}), IN_GROUP)
+async def rank(
+    message: Message, session: AsyncSession, group: Group | None, command: CommandObject | None = None
+) -> None:
+    if group is None or group.id is None:
+        return
+    argument = ((command.args if command else None) or "week").strip().lower()
+    period = PERIOD_ALIASES.get(argument)
+    if period is None:
+        await message.reply(_("Usage: /rank week | month | all (default: week)"))
+        return
+    top = await points.leaderboard(session, group.id, period, limit=TOP_N)  # type: ignore[arg-type]
+    user = message.from_user
+    mine = None
+    if message.sender_chat is None and is_person(user):
+        assert user is not None
+        mine = await points.place_of(session, group.id, user.id, period)  # type: ignore[arg-type]
+    names = await names_of(session, [row.user_id for row in top])
+    lines = [str(RANK_TITLES[period])]
+    if not top:
+        lines.append(_("No points yet — check in, chat and share your purchases to get on the board!"))
+    for row in top:
+        lines.append(
+            _("{place}. {name} — {points}").format(
+                place=row.place, name=esc(names.get(row.user_id, _("someone"))), points=row.points
+            )
+        )
+    if mine is not None:
+        lines += ["", ngettext("You: #{place} with {points} point", "You: #{place} with {points} points",
+                               mine.points).format(place=mine.place, points=mine.points)]
+    elif user is not None and message.sender_chat is None and top:
+        lines += ["", _("You are not on the board yet.")]
+    await message.reply("\n".join(lines))
+
+
+@router.message(Command("rank"), F.chat.type == "private")
+async def rank_in_private(message: Message) -> None:
+    await message.answer(_("Send /rank in a group to see its leaderboard. /me here shows your points everywhere."))
+
+
+# -- /give and /take -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    user_id: int
+    name: str
+
+
+def _after_entity(text: str, offset: int, length: int) -> str:
+    """The text after an entity (offsets count UTF-16 code units)."""
+    return text.encode("utf-16-le")[(offset + length) * 2 :].decode("utf-16-le")
+
+
+async def _parse_admin_change(
+    message: Message, command: CommandObject, session: AsyncSession, group: Group
+) -> tuple[Target, int, str | None] | str:
+    """(target, amount, reason) from `/give @user N reason`, a text mention, or a reply; else an error text."""
+    assert group.id is not None
+    usage = _("Usage: reply to a member's message with {command} N [reason], or {command} @username N [reason]. "
+              "N is a whole number from 1 to {most}.").format(command="/" + command.command, most=MAX_ADMIN_AMOUNT)
+    args = (command.args or "").strip()
+    text = message.text or ""
+    target: Target | None = None
+    mention = next((e for e in message.entities or [] if e.type == "text_mention" and e.user is not None), None)
+    if mention is not None and mention.user is not None:
+        if not is_person(mention.user):
+            return _("Bots and channels don't collect points.")
+        target = Target(mention.user.id, display_name(mention.user.first_name, mention.user.username))
+        args = _after_entity(text, mention.offset, mention.length).strip()
+    elif args.startswith("@"):
+        username, _sep, args = args.partition(" ")
+        found = await member_by_username(session, group.id, username[1:])
+        if found is None:
+            return _(
+                "I don't know {username} in this group yet. Reply to their message with {command} N instead."
+            ).format(username=esc(username[:40]), command="/" + command.command)
+        target = Target(*found)
+        args = args.strip()
+    elif message.reply_to_message is not None:
+        replied = message.reply_to_message
+        if replied.sender_chat is not None or not is_person(replied.from_user):
+            return _("Bots and channels don't collect points.")
+        assert replied.from_user is not None
+        target = Target(replied.from_user.id, display_name(replied.from_user.first_name, replied.from_user.username))
+    if target is None:
+        return usage
+    amount_text, _sep, reason = args.partition(" ")
+    if not re.fullmatch(r"\d{1,6}", amount_text) or not 1 <= int(amount_text) <= MAX_ADMIN_AMOUNT:
+        return usage
+    reason = " ".join(reason.split())[:REASON_MAX] or None
+    return target, int(amount_text), reason
+
+
+@router.message(Command("give", "take"), IN_GROUP)
+async def give_or_take(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group | None,
+    dispatcher: Dispatcher,
+) -> None:
+    if group is None or group.id is None or not await require_admin(bot, message):
+        return
+    parsed = await _parse_admin_change(message, command, session, group)
+    if isinstance(parsed, str):
+        await message.reply(parsed)
+        return
+    target, amount, reason = parsed
+    giving = command.command.lower() == "give"
+    key = f"{'give' if giving else 'take'}:{message.chat.id}:{message.message_id}"
+    actor = actor_id_of(message)
+    if giving:
+        result = await points.give(session, group.id, target.user_id, amount, reason, actor, key)
+        text = ngettext("✅ {name} received {amount} point. Balance: {balance}.",
+                        "✅ {name} received {amount} points. Balance: {balance}.", amount)
+    else:
+        try:
+            result = await points.take(session, group.id, target.user_id, amount, reason, actor, key)
+        except points.InsufficientPoints as error:
+            await message.reply(
+                _("{name} has only {balance} points, so {amount} cannot be taken.").format(
+                    name=esc(target.name), balance=error.balance, amount=amount
+                )
+            )
+            return
+        text = ngettext("✅ {amount} point taken from {name}. Balance: {balance}.",
+                        "✅ {amount} points taken from {name}. Balance: {balance}.", amount)
+    lines = [text.format(name=esc(target.name), amount=amount, balance=result.balance)]
+    if reason:
+        lines.append(_("Reason: {reason}").format(reason=esc(reason)))
+    if result.tier_up and result.tier_after:
+        lines.append(_("{name} is now {tier}!").format(
+            name=esc(target.name), tier=esc(tier_label(points.rules_of(group), result.tier_after))
+        ))
+    await message.reply("\n".join(lines))
+
+
+# -- /set and /settings ----------------------------------------------------------------------------------------
+
+
+def _settings_usage() -> str:
+    return _("Change one with /set &lt;rule&gt; &lt;value&gt;, e.g. /set checkin_base 15. Flags take on/off; "
+             "checkin_streak_bonus takes day:bonus pairs (3:5,7:20); tiers take key:threshold[:name] "
+             "(normal:0,silver:500,gold:2000).")
+
+
+def _rule_names() -> str:
+    return ", ".join(points.RULE_NAMES)
+
+
+@router.message(Command("set"), IN_GROUP)
+async def set_rule(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group | None
+) -> None:
+    if group is None or group.id is None or not await require_admin(bot, message):
+        return
+    name, _sep, value = (command.args or "").strip().partition(" ")
+    name = name.lower().replace("-", "_")
+    value = value.strip()
+    if not name:
+        await message.reply(_settings_usage() + "\n" + _("Rules: {rules}").format(rules=_rule_names()))
+        return
+    if name not in points.RULE_NAMES:
+        await message.reply(
+            _("There is no rule “{rule}”. Rules: {rules}").format(rule=esc(name[:40]), rules=_rule_names())
+        )
+        return
+    if not value:
+        rules = points.rules_of(group)
+        await message.reply(
+            _("{rule} is {value} — {help}.\nUsage: /set {rule} &lt;value&gt;").format(
+                rule=name, value=esc(rule_value(rules, name)), help=esc(RULE_HELP.get(name, ""))
+            )
+        )
+        return
+    try:
+        rules = await points.set_rule(session, group.id, name, value)
+    except points.InvalidRule as error:
+        await message.reply(
+            _("Cannot set {rule}: {reason}").format(rule=esc(error.name[:40]), reason=esc(error.reason))
+        )
+        return
+    await message.reply(_("✅ {rule} is now {value}.").format(rule=name, value=esc(rule_value(rules, name))))
+
+
+@router.message(Command("settings"), IN_GROUP)
+async def show_settings(message: Message, bot: Bot, session: AsyncSession, group: Group | None) -> None:
+    if group is None or group.id is None or not await require_admin(bot, message):
+        return
+    rules = await points.get_rules(session, group.id)
+    lines = [_("<b>Points rules</b>")]
+    for name in points.RULE_NAMES:
+        help_text = RULE_HELP.get(name)
+        line = f"<code>{name}</code> = {esc(rule_value(rules, name))}"
+        lines.append(line + (" — " + esc(help_text) if help_text else ""))
+    lines += ["", _settings_usage()]
+    await message.reply("\n".join(lines))
+
+
+# -- showcase (晒单) --------------------------------------------------------------------------------------------
+
+
+def is_showcase(message: Message, group: Group | None = None) -> bool:
+    """A photo from a person whose caption carries the group's showcase hashtag."""
+    if group is None or not message.photo or not message.caption:
+        return False
+    if message.sender_chat is not None or not is_person(message.from_user):
+        return False
+    return points.rules_of(group).showcase_hashtag.lower() in message.caption.lower()
+
+
+def _showcase_key(chat_id: int, message_id: int) -> str:
+    return f"showcase:{chat_id}:{message_id}"
+
+
+@router.message(IN_GROUP, is_showcase)
+async def showcase(
+    message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: Dispatcher
+) -> None:
+    assert group.id is not None and message.from_user is not None
+    user = message.from_user
+    name = display_name(user.first_name, user.username)
+    rules = points.rules_of(group)
+    if rules.showcase_points <= 0:
+        return
+    if rules.showcase_auto_approve:
+        result = await points.award_showcase(
+            session, group.id, user.id, key=_showcase_key(message.chat.id, message.message_id)
+        )
+        if result.status == "awarded":
+            await message.reply(_("📸 Thanks for sharing! +{points} points.").format(points=result.points))
+            await announce_tier_up(dispatcher, bot, group, user.id, name, result.ledger)
+        elif result.status == "capped":
+            await message.reply(_("📸 Thanks for sharing! You have reached today's showcase points limit."))
+        return
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(
+        text=_("✅ Approve"),
+        callback_data=ShowcaseReview(action="approve", user_id=user.id, message_id=message.message_id),
+    )
+    keyboard.button(
+        text=_("❌ Reject"),
+        callback_data=ShowcaseReview(action="reject", user_id=user.id, message_id=message.message_id),
+    )
+    await message.reply(
+        _("📸 Showcase by {name}. Moderators: approve to award {points} points.").format(
+            name=esc(name), points=rules.showcase_points
+        ),
+        reply_markup=keyboard.as_markup(),
+    )
+
+
+@router.callback_query(ShowcaseReview.filter(), F.message.chat.type.in_(GROUP_TYPES))
+async def review_showcase(
+    query: CallbackQuery, callback_data: ShowcaseReview, bot: Bot, session: AsyncSession, group: Group | None,
+    dispatcher: Dispatcher,
+) -> None:
+    if query.message is None or group is None or group.id is None:
+        await query.answer()
+        return
+    if callback_data.action not in ("approve", "reject"):
+        await query.answer()
+        return
+    if not await require_admin(bot, query):
+        return
+    chat_id = query.message.chat.id
+    decisions = ShowcaseDecisions.of(dispatcher)
+    claim = (chat_id, callback_data.message_id)
+    if not decisions.claim(claim, callback_data.action):
+        await query.answer(_("This showcase has already been decided."), show_alert=True)
+        return
+    moderator = esc(display_name(query.from_user.first_name, query.from_user.username))
+    poster_name = (await names_of(session, [callback_data.user_id])).get(callback_data.user_id, _("someone"))
+    poster = esc(poster_name)
+    awarded: points.LedgerResult | None = None
+    if callback_data.action == "reject":
+        outcome = _("📸 Showcase by {name}: rejected by {moderator}.").format(name=poster, moderator=moderator)
+        answer = _("Rejected.")
+    else:
+        try:
+            result = await points.award_showcase(
+                session, group.id, callback_data.user_id, key=_showcase_key(chat_id, callback_data.message_id)
+            )
+        except Exception:
+            decisions.release(claim)
+            raise
+        if result.status == "duplicate":
+            await query.answer(_("This showcase has already been decided."), show_alert=True)
+            return
+        if result.status == "awarded":
+            awarded = result.ledger
+            outcome = _("📸 Showcase by {name}: approved by {moderator}, +{points} points.").format(
+                name=poster, moderator=moderator, points=result.points
+            )
+        elif result.status == "capped":
+            outcome = _("📸 Showcase by {name}: approved by {moderator}; today's showcase points limit is "
+                        "reached, so no points.").format(name=poster, moderator=moderator)
+        else:
+            outcome = _("📸 Showcase by {name}: approved by {moderator}; showcase points are off.").format(
+                name=poster, moderator=moderator
+            )
+        answer = _("Approved.")
+    await query.answer(answer)
+    if isinstance(query.message, Message):
+        try:
+            await query.message.edit_text(outcome, reply_markup=None)
+        except TelegramAPIError as error:
+            log.warning("could not edit the showcase review in %s: %s", chat_id, error)
+    if awarded is not None:
+        await announce_tier_up(dispatcher, bot, group, callback_data.user_id, poster_name, awarded)
+
+
+# -- chat points: registered last, silent, and never the end of the line ---------------------------------------
+
+
+@router.message(IN_GROUP)
+async def chat_points(
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Dispatcher
+) -> Any:
+    """Points for taking part in the conversation. Lets the message go on to later listeners (moderation)."""
+    user = message.from_user
+    text = message.text or message.caption
+    eligible = (
+        group is not None
+        and group.id is not None
+        and text
+        and not text.startswith("/")
+        and message.sticker is None
+        and message.sender_chat is None
+        and message.forward_origin is None
+        and message.via_bot is None
+        and not message.is_automatic_forward
+        and is_person(user)
+    )
+    if eligible:
+        assert group is not None and group.id is not None and user is not None and text is not None
+        length, digest = fingerprint(text)
+        result = await points.award_chat(
+            session, group.id, user.id, length, digest, key=f"chat:{message.chat.id}:{message.message_id}"
+        )
+        if result.awarded:
+            await announce_tier_up(
+                dispatcher, bot, group, user.id, display_name(user.first_name, user.username), result.ledger
+            )
+    raise SkipHandler()

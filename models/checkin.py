@@ -1,0 +1,418 @@
+"""Daily check-ins (签到) and streaks, with make-up check-ins (补签) bought with points.
+
+A check-in is unique per (group, member, local day) in the database, the day taken in the group's time zone;
+the day's rank comes from a per-(group, day) counter bumped by one atomic upsert; points go through the ledger
+with key f"checkin:{group_id}:{user_id}:{day}".
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel
+
+from models import points
+from models.clock import local_day
+from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+
+
+class Checkin(SQLModel, table=True):
+    """One member's check-in on one local day. rank 1 = first of the day; None for a make-up check-in."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (
+        UniqueConstraint("group_id", "user_id", "day"),
+        Index("ix_checkins_group_day", "group_id", "day"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntKey, primary_key=True, autoincrement=True))
+    group_id: int = Field(sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False))
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    day: date = Field(sa_column=Column(Date, nullable=False))
+    points: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    streak: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    rank: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    made_up: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class CheckinStreak(SQLModel, table=True):
+    """A member's streak in a group: `current` consecutive days ending on `last_day`, and the best ever."""
+
+    __tablename__ = "checkin_streaks"
+
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False, index=True))
+    current: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    best: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    last_day: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class CheckinDay(SQLModel, table=True):
+    """How many ranks a group handed out on a local day (the next check-in's rank is count + 1)."""
+
+    __tablename__ = "checkin_days"
+
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    )
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    count: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+
+
+# -- errors ----------------------------------------------------------------------------------------------------
+
+
+class CheckinError(Exception):
+    """Base of the check-in refusals."""
+
+
+class MakeupDisabled(CheckinError):
+    """The group does not allow make-up check-ins (rules.makeup_enabled is off)."""
+
+
+class AlreadyCheckedIn(CheckinError):
+    """The day to make up is already checked in (nothing was missed)."""
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinResult:
+    """The outcome of check_in. already=True: the member had checked in today; the fields describe that earlier
+    check-in and nothing changed (new_badges empty, tier_before == tier_after)."""
+
+    already: bool
+    day: date
+    points: int
+    streak: int
+    best_streak: int
+    rank: int | None
+    base_points: int
+    streak_bonus: int
+    first_bonus: int
+    new_badges: tuple[str, ...]
+    tier_before: str
+    tier_after: str
+    balance: int
+
+    @property
+    def tier_up(self) -> bool:
+        return not self.already and self.tier_before != self.tier_after
+
+
+@dataclass(frozen=True, slots=True)
+class MakeupResult:
+    """A make-up check-in for `day` (yesterday): the streak after relinking, the points it cost."""
+
+    day: date
+    streak: int
+    best_streak: int
+    cost: int
+    balance: int
+    new_badges: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreakView:
+    current: int  # 0 when the streak is broken (no check-in today or yesterday)
+    best: int
+    last_day: date | None
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+async def _find(session: AsyncSession, group_id: int, user_id: int, day: date) -> Checkin | None:
+    return await session.scalar(
+        select(Checkin)
+        .where(Checkin.group_id == group_id, Checkin.user_id == user_id, Checkin.day == day)  # type: ignore[arg-type]
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _locked_streak(session: AsyncSession, group_id: int, user_id: int, now: datetime) -> CheckinStreak:
+    await session.execute(
+        insert(session, CheckinStreak)
+        .values(group_id=group_id, user_id=user_id, current=0, best=0, last_day=None, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    statement = (
+        select(CheckinStreak)
+        .where(CheckinStreak.group_id == group_id, CheckinStreak.user_id == user_id)  # type: ignore[arg-type]
+        .execution_options(populate_existing=True)
+    )
+    if is_postgres(session):
+        statement = statement.with_for_update()
+    streak = await session.scalar(statement)
+    assert streak is not None
+    return streak
+
+
+async def _grant_streak_badges(
+    session: AsyncSession, group_id: int, user_id: int, streak: int, now: datetime
+) -> tuple[str, ...]:
+    new = []
+    for days, badge in sorted(points.STREAK_BADGES.items()):
+        if streak >= days and await points.grant_badge(session, group_id, user_id, badge, now=now):
+            new.append(badge)
+    return tuple(new)
+
+
+# -- operations ------------------------------------------------------------------------------------------------
+
+
+async def check_in(session: AsyncSession, group_id: int, user_id: int, *, now: datetime | None = None) -> CheckinResult:
+    """Check the member in for today (the group's local day). Exactly once per day, however many concurrent
+    calls: the others return already=True with the earlier result.
+
+    Points = checkin_base + checkin_streak_bonus[streak] (when the new streak reaches a bonus day) +
+    checkin_first_bonus (when rank <= checkin_first_n), credited through the ledger. The streak continues from
+    yesterday, else restarts at 1. Streak badges (7, 30, 100 days) are granted on reaching them.
+    """
+    now = now or utcnow()
+    async with transaction(session):
+        group = await points.load_group(session, group_id)
+        rules = points.rules_of(group)
+        day = local_day(now, group.timezone)
+        existing = await _find(session, group_id, user_id, day)
+        if existing is None:
+            inserted = await session.scalar(
+                insert(session, Checkin)
+                .values(
+                    group_id=group_id,
+                    user_id=user_id,
+                    day=day,
+                    points=0,
+                    streak=0,
+                    rank=None,
+                    made_up=False,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(Checkin.id)  # type: ignore[arg-type]
+            )
+            if inserted is None:
+                existing = await _find(session, group_id, user_id, day)
+        if existing is not None:
+            balance = await points.get_balance(session, group_id, user_id)
+            best = await session.scalar(
+                select(CheckinStreak.best).where(  # type: ignore[call-overload]
+                    CheckinStreak.group_id == group_id, CheckinStreak.user_id == user_id
+                )
+            )
+            return CheckinResult(
+                True,
+                day,
+                existing.points,
+                existing.streak,
+                best or existing.streak,
+                existing.rank,
+                0,
+                0,
+                0,
+                (),
+                balance.tier,
+                balance.tier,
+                balance.balance,
+            )
+
+        counter = CheckinDay.__table__.c  # type: ignore[attr-defined]
+        rank = await session.scalar(
+            insert(session, CheckinDay)
+            .values(group_id=group_id, day=day, count=1)
+            .on_conflict_do_update(index_elements=["group_id", "day"], set_={"count": counter.count + 1})
+            .returning(counter.count)
+        )
+        assert rank is not None
+
+        streak_row = await _locked_streak(session, group_id, user_id, now)
+        streak = streak_row.current + 1 if streak_row.last_day == day - timedelta(days=1) else 1
+        streak_row.current, streak_row.last_day, streak_row.updated_at = streak, day, now
+        streak_row.best = max(streak_row.best, streak)
+
+        base = rules.checkin_base
+        streak_bonus = rules.checkin_streak_bonus.get(streak, 0)
+        first_bonus = rules.checkin_first_bonus if rank <= rules.checkin_first_n else 0
+        total = base + streak_bonus + first_bonus
+        if total > 0:
+            ledger = await points.award(
+                session,
+                group_id,
+                user_id,
+                total,
+                "checkin",
+                f"checkin:{group_id}:{user_id}:{day.isoformat()}",
+                reference=f"streak:{streak}",
+                now=now,
+            )
+            tier_before, tier_after, balance = ledger.tier_before, ledger.tier_after, ledger.balance
+        else:
+            view = await points.get_balance(session, group_id, user_id)
+            tier_before = tier_after = view.tier
+            balance = view.balance
+        checkin = await _find(session, group_id, user_id, day)
+        assert checkin is not None
+        checkin.points, checkin.streak, checkin.rank = total, streak, rank
+        badges = await _grant_streak_badges(session, group_id, user_id, streak, now)
+        await session.flush()
+        assert tier_before is not None and tier_after is not None
+        return CheckinResult(
+            False,
+            day,
+            total,
+            streak,
+            streak_row.best,
+            rank,
+            base,
+            streak_bonus,
+            first_bonus,
+            badges,
+            tier_before,
+            tier_after,
+            balance,
+        )
+
+
+async def make_up(session: AsyncSession, group_id: int, user_id: int, *, now: datetime | None = None) -> MakeupResult:
+    """补签: check the member in for yesterday (local day), paying rules.makeup_cost points through the ledger
+    (key f"makeup:{group_id}:{user_id}:{yesterday}"), and relink the streak across it (today's check-in, if any,
+    continues it). The made-up day earns no points; streak badges reached by relinking are granted.
+
+    Raises MakeupDisabled, AlreadyCheckedIn (yesterday is not missing) or points.InsufficientPoints; nothing is
+    written then.
+    """
+    now = now or utcnow()
+    async with transaction(session), session.begin_nested():
+        group = await points.load_group(session, group_id)
+        rules = points.rules_of(group)
+        if not rules.makeup_enabled:
+            raise MakeupDisabled(group_id)
+        today = local_day(now, group.timezone)
+        yesterday = today - timedelta(days=1)
+        streak_row = await _locked_streak(session, group_id, user_id, now)
+        inserted = await session.scalar(
+            insert(session, Checkin)
+            .values(
+                group_id=group_id,
+                user_id=user_id,
+                day=yesterday,
+                points=0,
+                streak=0,
+                rank=None,
+                made_up=True,
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(Checkin.id)  # type: ignore[arg-type]
+        )
+        if inserted is None:
+            raise AlreadyCheckedIn(yesterday)
+        before = await _find(session, group_id, user_id, yesterday - timedelta(days=1))
+        made_up = await _find(session, group_id, user_id, yesterday)
+        assert made_up is not None
+        made_up.streak = (before.streak if before else 0) + 1
+        streak_row.current, streak_row.last_day = made_up.streak, yesterday
+        today_row = await _find(session, group_id, user_id, today)
+        if today_row is not None:
+            today_row.streak = made_up.streak + 1
+            streak_row.current, streak_row.last_day = today_row.streak, today
+        streak_row.best = max(streak_row.best, streak_row.current)
+        streak_row.updated_at = now
+        cost = rules.makeup_cost
+        if cost > 0:
+            ledger = await points.spend(
+                session,
+                group_id,
+                user_id,
+                cost,
+                "makeup",
+                f"makeup:{group_id}:{user_id}:{yesterday.isoformat()}",
+                now=now,
+            )
+            balance = ledger.balance
+        else:
+            balance = (await points.get_balance(session, group_id, user_id)).balance
+        badges = await _grant_streak_badges(session, group_id, user_id, streak_row.current, now)
+        await session.flush()
+        return MakeupResult(yesterday, streak_row.current, streak_row.best, cost, balance, badges)
+
+
+async def get_streak(session: AsyncSession, group_id: int, user_id: int, *, now: datetime | None = None) -> StreakView:
+    """The member's streak as of now: current is 0 once a day has been missed."""
+    async with transaction(session):
+        group = await points.load_group(session, group_id)
+        row = await session.scalar(
+            select(CheckinStreak).where(CheckinStreak.group_id == group_id, CheckinStreak.user_id == user_id)  # type: ignore[arg-type]
+        )
+        if row is None:
+            return StreakView(0, 0, None)
+        today = local_day(now or utcnow(), group.timezone)
+        alive = row.last_day is not None and row.last_day >= today - timedelta(days=1)
+        return StreakView(row.current if alive else 0, row.best, row.last_day)
+
+
+async def month_calendar(session: AsyncSession, group_id: int, user_id: int, year: int, month: int) -> set[int]:
+    """The days of `month` (1..31) on which the member is checked in (made-up days included)."""
+    first = date(year, month, 1)
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    async with transaction(session):
+        days = await session.scalars(
+            select(Checkin.day).where(  # type: ignore[call-overload]
+                Checkin.group_id == group_id, Checkin.user_id == user_id, Checkin.day >= first, Checkin.day <= last
+            )
+        )
+        return {day.day for day in days.all()}
+
+
+async def today_count(session: AsyncSession, group_id: int, *, now: datetime | None = None) -> int:
+    """How many members have checked in today (the group's local day)."""
+    async with transaction(session):
+        group = await points.load_group(session, group_id)
+        day = local_day(now or utcnow(), group.timezone)
+        count = await session.scalar(
+            select(func.count()).select_from(Checkin).where(Checkin.group_id == group_id, Checkin.day == day)  # type: ignore[arg-type]
+        )
+        return int(count or 0)
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+
+
+async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """The person's check-ins and streaks."""
+    async with transaction(session):
+        checkins = await session.scalars(select(Checkin).where(Checkin.user_id == user_id).order_by(Checkin.day))  # type: ignore[arg-type]
+        streaks = await session.scalars(select(CheckinStreak).where(CheckinStreak.user_id == user_id))  # type: ignore[arg-type]
+        return {
+            "checkins": [points.row_dict(row) for row in checkins.all()],
+            "streaks": [points.row_dict(row) for row in streaks.all()],
+        }
+
+
+async def erase_user_data(session: AsyncSession, user_id: int, *, pseudonym: int) -> None:
+    """Delete the person's check-ins and streaks (nothing here is shared; the day counters hold no person)."""
+    async with transaction(session):
+        await session.execute(delete(Checkin).where(Checkin.user_id == user_id))  # type: ignore[arg-type]
+        await session.execute(delete(CheckinStreak).where(CheckinStreak.user_id == user_id))  # type: ignore[arg-type]

@@ -1,0 +1,995 @@
+"""Points: the append-only ledger, balances, earning rules with daily caps, tiers, badges and leaderboards.
+
+Every change of a member's points goes through one primitive (`_apply`): the ledger entry is inserted with
+ON CONFLICT (key) DO NOTHING, so a redelivered key has no second effect, and the balance moves in the same
+transaction by a conditional UPDATE that can never take it below zero. Invariant, for every member of every
+group: balance == sum(ledger deltas) >= 0, and lifetime_earned == sum(positive ledger deltas).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from pydantic import Field as PydanticField
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel
+
+from models.clock import local_day
+from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.groups import Group
+
+KINDS = (
+    "checkin",
+    "makeup",
+    "chat",
+    "showcase",
+    "topic",
+    "admin_give",
+    "admin_take",
+    "redeem",
+    "refund",
+    "reversal",
+    "invite",
+    "lottery",
+    "vote",
+)
+KEY_MAX = 128
+REFERENCE_MAX = 128
+
+# -- tables ----------------------------------------------------------------------------------------------------
+
+
+class PointsEntry(SQLModel, table=True):
+    """One change of one member's points. Never updated or deleted (erasure only pseudonymizes user_id/key)."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        CheckConstraint("delta <> 0", name="delta_not_zero"),
+        # history(): a member's newest entries; leaderboards: a group's entries since a moment.
+        Index("ix_points_ledger_member", "group_id", "user_id", "id"),
+        Index("ix_points_ledger_group_created", "group_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntKey, primary_key=True, autoincrement=True))
+    group_id: int = Field(sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False))
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    delta: int = Field(sa_column=Column(Integer, nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    reference: str | None = Field(default=None, sa_column=Column(String(REFERENCE_MAX), nullable=True))
+    actor_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    key: str = Field(sa_column=Column(String(KEY_MAX), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class PointsBalance(SQLModel, table=True):
+    """A member's current balance in one group, kept equal to the sum of their ledger entries."""
+
+    __tablename__ = "points_balances"
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint("lifetime_earned >= 0", name="lifetime_not_negative"),
+        Index("ix_points_balances_lifetime", "group_id", "lifetime_earned"),
+    )
+
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False, index=True))
+    balance: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    lifetime_earned: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class PointsDailyCounter(SQLModel, table=True):
+    """Points a member earned of one kind on one local day: what the daily caps are enforced on."""
+
+    __tablename__ = "points_daily"
+    __table_args__ = (CheckConstraint("earned >= 0", name="earned_not_negative"),)
+
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False, index=True))
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    day: date = Field(sa_column=Column(Date, primary_key=True, index=True))
+    earned: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+
+
+class ChatAwardState(SQLModel, table=True):
+    """When a member last earned chat points, and a hash of that message (never its text)."""
+
+    __tablename__ = "points_chat_state"
+
+    group_id: int = Field(
+        sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False, index=True))
+    last_award_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_fingerprint: str = Field(default="", sa_column=Column(String(64), nullable=False, default=""))
+
+
+class Badge(SQLModel, table=True):
+    """A badge a member holds in a group (streak_7, streak_30, streak_100, or any later feature's)."""
+
+    __tablename__ = "badges"
+    __table_args__ = (UniqueConstraint("group_id", "user_id", "badge"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntKey, primary_key=True, autoincrement=True))
+    group_id: int = Field(sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False))
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    badge: str = Field(sa_column=Column(String(32), nullable=False))
+    awarded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+# -- errors ----------------------------------------------------------------------------------------------------
+
+
+class PointsError(Exception):
+    """Base of the points errors."""
+
+
+class InsufficientPoints(PointsError):
+    """A spend larger than the balance. Nothing was written."""
+
+    def __init__(self, balance: int, needed: int) -> None:
+        super().__init__(f"balance {balance} is less than {needed}")
+        self.balance = balance
+        self.needed = needed
+
+
+class InvalidRule(PointsError, ValueError):
+    """`set_rule` got an unknown rule name or a value it cannot accept; `reason` says which."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class GroupNotFound(PointsError, LookupError):
+    """No group row with this id."""
+
+
+# -- rules -----------------------------------------------------------------------------------------------------
+
+
+class Tier(BaseModel):
+    """A tier reached at `threshold` lifetime points. `name` None means the handler's localized default."""
+
+    threshold: int = PydanticField(ge=0)
+    key: str = PydanticField(pattern=r"^[a-z0-9_]{1,16}$")
+    name: str | None = PydanticField(default=None, max_length=32)
+
+
+DEFAULT_TIERS = [
+    Tier(threshold=0, key="normal"),
+    Tier(threshold=500, key="silver"),
+    Tier(threshold=2000, key="gold"),
+    Tier(threshold=10000, key="diamond"),
+]
+# Default display names; the handler translates these keys, custom `Tier.name`s win.
+DEFAULT_TIER_NAMES = {"normal": "普通", "silver": "银卡", "gold": "金卡", "diamond": "钻石"}
+
+
+class PointsRules(BaseModel):
+    """A group's earning rules, stored as JSON in `Group.settings["points"]`. Every field has a default."""
+
+    checkin_base: int = PydanticField(default=10, ge=0)
+    # Bonus paid on the day the streak reaches exactly this many days.
+    checkin_streak_bonus: dict[int, int] = PydanticField(default_factory=lambda: {3: 5, 7: 20, 30: 100})
+    checkin_first_n: int = PydanticField(default=3, ge=0)
+    checkin_first_bonus: int = PydanticField(default=5, ge=0)
+    makeup_enabled: bool = False
+    makeup_cost: int = PydanticField(default=30, ge=0)
+    chat_points: int = PydanticField(default=1, ge=0)
+    chat_cooldown_s: int = PydanticField(default=60, ge=0)
+    chat_min_length: int = PydanticField(default=5, ge=0)
+    chat_daily_cap: int = PydanticField(default=20, ge=0)
+    showcase_points: int = PydanticField(default=20, ge=0)
+    showcase_hashtag: str = PydanticField(default="#晒单", min_length=1, max_length=32)
+    showcase_auto_approve: bool = False
+    showcase_daily_cap: int = PydanticField(default=40, ge=0)
+    topic_points: int = PydanticField(default=5, ge=0)
+    topic_daily_cap: int = PydanticField(default=10, ge=0)
+    tiers: list[Tier] = PydanticField(default_factory=lambda: [tier.model_copy() for tier in DEFAULT_TIERS])
+
+    @field_validator("checkin_streak_bonus")
+    @classmethod
+    def _bonus_table(cls, value: dict[int, int]) -> dict[int, int]:
+        for day, bonus in value.items():
+            if day < 1 or bonus < 0:
+                raise ValueError("streak days must be >= 1 and bonuses >= 0")
+        return dict(sorted(value.items()))
+
+    @model_validator(mode="after")
+    def _tier_order(self) -> PointsRules:
+        tiers = self.tiers
+        if not tiers or tiers[0].threshold != 0:
+            raise ValueError("the first tier must start at 0")
+        if any(a.threshold >= b.threshold for a, b in zip(tiers, tiers[1:], strict=False)):
+            raise ValueError("tier thresholds must increase")
+        if len({tier.key for tier in tiers}) != len(tiers):
+            raise ValueError("tier keys must be unique")
+        return self
+
+    def tier_for(self, lifetime_earned: int) -> str:
+        """The key of the highest tier whose threshold `lifetime_earned` reaches."""
+        current = self.tiers[0].key
+        for tier in self.tiers:
+            if lifetime_earned >= tier.threshold:
+                current = tier.key
+        return current
+
+    def tier_rank(self, key: str) -> int | None:
+        """The position of tier `key` (0 = lowest), or None if the group has no such tier."""
+        for position, tier in enumerate(self.tiers):
+            if tier.key == key:
+                return position
+        return None
+
+    def tier_name(self, key: str) -> str:
+        """The tier's custom name, else the default Chinese name, else the key."""
+        for tier in self.tiers:
+            if tier.key == key and tier.name:
+                return tier.name
+        return DEFAULT_TIER_NAMES.get(key, key)
+
+
+RULE_NAMES = tuple(PointsRules.model_fields)
+_TRUE = {"1", "true", "yes", "on", "y", "开", "是"}
+_FALSE = {"0", "false", "no", "off", "n", "关", "否"}
+
+
+def _parse_rule(name: str, raw: str) -> Any:
+    raw = raw.strip()
+    annotation = PointsRules.model_fields[name].annotation
+    if annotation is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise InvalidRule(name, "expected on/off")
+    if annotation is int:
+        if not re.fullmatch(r"\d{1,9}", raw):
+            raise InvalidRule(name, "expected a whole number >= 0")
+        return int(raw)
+    if annotation is str:
+        return raw
+    if name == "checkin_streak_bonus":
+        table: dict[int, int] = {}
+        if raw.lower() in ("", "none", "-", "off", "0"):
+            return table
+        for part in raw.replace("，", ",").split(","):
+            match = re.fullmatch(r"\s*(\d{1,5})\s*[:：=]\s*(\d{1,9})\s*", part)
+            if not match:
+                raise InvalidRule(name, f"expected day:bonus pairs like 3:5,7:20, got {part.strip()!r}")
+            day, bonus = int(match[1]), int(match[2])
+            if day < 1 or day in table:
+                raise InvalidRule(name, f"bad or repeated streak day {day}")
+            table[day] = bonus
+        return table
+    if name == "tiers":
+        tiers = []
+        for part in raw.replace("，", ",").split(","):
+            match = re.fullmatch(r"\s*([a-z0-9_]{1,16})\s*[:：=]\s*(\d{1,9})\s*(?:[:：]\s*(\S.{0,31}?))?\s*", part)
+            if not match:
+                raise InvalidRule(name, f"expected key:threshold[:name] like silver:500:银卡, got {part.strip()!r}")
+            tiers.append({"key": match[1], "threshold": int(match[2]), "name": match[3] or None})
+        return tiers
+    raise InvalidRule(name, "cannot be set")  # pragma: no cover
+
+
+async def load_group(session: AsyncSession, group_id: int, *, for_update: bool = False) -> Group:
+    """The group row by its id (call inside a transaction). Raises GroupNotFound."""
+    statement = select(Group).where(Group.id == group_id)  # type: ignore[arg-type]
+    if for_update:
+        statement = statement.with_for_update()
+    group = await session.scalar(statement)
+    if group is None:
+        raise GroupNotFound(group_id)
+    return group
+
+
+def rules_of(group: Group) -> PointsRules:
+    """The rules stored on a loaded group row (defaults for anything unset or unreadable)."""
+    stored = (group.settings or {}).get("points") or {}
+    try:
+        return PointsRules.model_validate(stored)
+    except ValidationError:
+        return PointsRules()
+
+
+async def get_rules(session: AsyncSession, group_id: int) -> PointsRules:
+    """The group's points rules (defaults where the group set nothing). Raises GroupNotFound."""
+    async with transaction(session):
+        return rules_of(await load_group(session, group_id))
+
+
+async def set_rule(session: AsyncSession, group_id: int, name: str, raw_value: str) -> PointsRules:
+    """Set one rule from an admin's text and return the new rules.
+
+    Accepted syntax: whole numbers >= 0; on/off for flags; "3:5,7:20,30:100" (or "none") for
+    checkin_streak_bonus; "normal:0,silver:500:银卡,gold:2000" (key:threshold[:custom name]) for tiers.
+    Raises InvalidRule(name, reason) for an unknown name or a value that fails validation; nothing is written then.
+    """
+    if name not in RULE_NAMES:
+        raise InvalidRule(name, "unknown rule")
+    value = _parse_rule(name, raw_value)
+    async with transaction(session):
+        group = await load_group(session, group_id, for_update=True)
+        current = rules_of(group).model_dump(mode="json")
+        current[name] = value
+        try:
+            rules = PointsRules.model_validate(current)
+        except ValidationError as error:
+            raise InvalidRule(name, error.errors()[0]["msg"]) from error
+        settings = dict(group.settings or {})
+        settings["points"] = rules.model_dump(mode="json")
+        group.settings = settings
+        group.updated_at = utcnow()
+        return rules
+
+
+# -- ledger ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerResult:
+    """The outcome of one ledger operation.
+
+    applied: True if this call wrote the entry; False if the key had been used before (nothing changed now).
+    Keys are global across groups: callers build them from globally unique parts (the group, a callback id).
+    Reusing a key for another member or group raises ValueError.
+    delta/entry_id: the entry under this key (the earlier one for a duplicate). balance and lifetime_earned are
+    the member's values after the call. tier_before/tier_after are filled by award/spend/give/take
+    (equal for duplicates), so `tier_up` is reported exactly once.
+    """
+
+    applied: bool
+    entry_id: int
+    key: str
+    group_id: int
+    user_id: int
+    delta: int
+    balance: int
+    lifetime_earned: int
+    tier_before: str | None = None
+    tier_after: str | None = None
+
+    @property
+    def tier_up(self) -> bool:
+        return self.applied and self.tier_before is not None and self.tier_before != self.tier_after
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    balance: int
+    lifetime_earned: int
+    tier: str
+
+
+async def _ensure_balance_row(session: AsyncSession, group_id: int, user_id: int, now: datetime) -> None:
+    await session.execute(
+        insert(session, PointsBalance)
+        .values(group_id=group_id, user_id=user_id, balance=0, lifetime_earned=0, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+
+
+async def _balance_row(session: AsyncSession, group_id: int, user_id: int) -> tuple[int, int]:
+    row = (
+        await session.execute(
+            select(PointsBalance.balance, PointsBalance.lifetime_earned).where(  # type: ignore[call-overload]
+                PointsBalance.group_id == group_id, PointsBalance.user_id == user_id
+            )
+        )
+    ).first()
+    return (row[0], row[1]) if row else (0, 0)
+
+
+async def lock_member(session: AsyncSession, group_id: int, user_id: int, *, now: datetime | None = None) -> None:
+    """Create the member's balance row if needed and lock it until the transaction ends (PostgreSQL;
+    SQLite's BEGIN IMMEDIATE already serializes writers). Call inside a transaction to serialize one member's
+    multi-step operations (redemptions with per-member limits)."""
+    await _ensure_balance_row(session, group_id, user_id, now or utcnow())
+    if is_postgres(session):
+        await session.execute(
+            select(PointsBalance.balance)  # type: ignore[call-overload]
+            .where(PointsBalance.group_id == group_id, PointsBalance.user_id == user_id)
+            .with_for_update()
+        )
+
+
+async def _apply(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    delta: int,
+    kind: str,
+    key: str,
+    *,
+    reference: str | None,
+    actor_id: int | None,
+    now: datetime | None,
+) -> LedgerResult:
+    """The one primitive behind every change of points (see the module docstring)."""
+    if delta == 0:
+        raise ValueError("a ledger entry needs a non-zero delta")
+    if not key or len(key) > KEY_MAX:
+        raise ValueError(f"an idempotency key of 1..{KEY_MAX} characters is required")
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    now = now or utcnow()
+    async with transaction(session), session.begin_nested():
+        await _ensure_balance_row(session, group_id, user_id, now)
+        entry_id = await session.scalar(
+            insert(session, PointsEntry)
+            .values(
+                group_id=group_id,
+                user_id=user_id,
+                delta=delta,
+                kind=kind,
+                reference=reference[:REFERENCE_MAX] if reference else None,
+                actor_id=actor_id,
+                key=key,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(PointsEntry.id)  # type: ignore[arg-type]
+        )
+        if entry_id is None:
+            duplicate = await _duplicate(session, key)
+            if (duplicate.group_id, duplicate.user_id) != (group_id, user_id):
+                raise ValueError(f"idempotency key {key!r} was used for another member or group")
+            return duplicate
+        gain = max(delta, 0)
+        row = (
+            await session.execute(
+                update(PointsBalance)
+                .where(
+                    PointsBalance.group_id == group_id,  # type: ignore[arg-type]
+                    PointsBalance.user_id == user_id,  # type: ignore[arg-type]
+                    PointsBalance.balance + delta >= 0,  # type: ignore[operator]
+                )
+                .values(
+                    balance=PointsBalance.balance + delta,
+                    lifetime_earned=PointsBalance.lifetime_earned + gain,
+                    updated_at=now,
+                )
+                .returning(PointsBalance.balance, PointsBalance.lifetime_earned)  # type: ignore[arg-type]
+            )
+        ).first()
+        if row is None:
+            balance, _ = await _balance_row(session, group_id, user_id)
+            raise InsufficientPoints(balance, -delta)
+        return LedgerResult(True, entry_id, key, group_id, user_id, delta, row[0], row[1])
+
+
+async def _duplicate(session: AsyncSession, key: str) -> LedgerResult:
+    entry = (
+        await session.execute(
+            select(PointsEntry.id, PointsEntry.group_id, PointsEntry.user_id, PointsEntry.delta).where(  # type: ignore[call-overload]
+                PointsEntry.key == key
+            )
+        )
+    ).one()
+    balance, lifetime = await _balance_row(session, entry.group_id, entry.user_id)
+    return LedgerResult(False, entry.id, key, entry.group_id, entry.user_id, entry.delta, balance, lifetime)
+
+
+def _with_tiers(result: LedgerResult, rules: PointsRules) -> LedgerResult:
+    before = result.lifetime_earned - (max(result.delta, 0) if result.applied else 0)
+    return LedgerResult(
+        result.applied,
+        result.entry_id,
+        result.key,
+        result.group_id,
+        result.user_id,
+        result.delta,
+        result.balance,
+        result.lifetime_earned,
+        rules.tier_for(before),
+        rules.tier_for(result.lifetime_earned),
+    )
+
+
+async def award(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    amount: int,
+    kind: str,
+    key: str,
+    *,
+    reference: str | None = None,
+    actor_id: int | None = None,
+    now: datetime | None = None,
+) -> LedgerResult:
+    """Add `amount` (> 0) points under idempotency `key`. A key used before changes nothing and returns the
+    earlier entry with applied=False. The result carries tier_before/tier_after (tier_up once)."""
+    if amount <= 0:
+        raise ValueError("award needs a positive amount")
+    async with transaction(session):
+        rules = rules_of(await load_group(session, group_id))
+        result = await _apply(
+            session, group_id, user_id, amount, kind, key, reference=reference, actor_id=actor_id, now=now
+        )
+        return _with_tiers(result, rules)
+
+
+async def spend(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    amount: int,
+    kind: str,
+    key: str,
+    *,
+    reference: str | None = None,
+    actor_id: int | None = None,
+    now: datetime | None = None,
+) -> LedgerResult:
+    """Take `amount` (> 0) points under idempotency `key`. Raises InsufficientPoints (writing nothing) when the
+    balance is smaller; a key used before changes nothing and returns the earlier entry with applied=False."""
+    if amount <= 0:
+        raise ValueError("spend needs a positive amount")
+    async with transaction(session):
+        rules = rules_of(await load_group(session, group_id))
+        result = await _apply(
+            session, group_id, user_id, -amount, kind, key, reference=reference, actor_id=actor_id, now=now
+        )
+        return _with_tiers(result, rules)
+
+
+async def reverse(
+    session: AsyncSession, key: str, *, actor_id: int | None = None, now: datetime | None = None
+) -> LedgerResult | None:
+    """Cancel the entry with `key` by a new entry of the opposite delta, keyed f"reverse:{key}".
+
+    None if no entry has that key. Reversing twice is a no-op (applied=False the second time). Reversing an
+    earning the member has already spent raises InsufficientPoints (nothing written).
+    """
+    async with transaction(session):
+        entry = await session.scalar(select(PointsEntry).where(PointsEntry.key == key))  # type: ignore[arg-type]
+        if entry is None:
+            return None
+        return await _apply(
+            session,
+            entry.group_id,
+            entry.user_id,
+            -entry.delta,
+            "reversal",
+            f"reverse:{key}"[:KEY_MAX],
+            reference=f"entry:{entry.id}",
+            actor_id=actor_id,
+            now=now,
+        )
+
+
+async def give(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    amount: int,
+    reason: str | None,
+    actor_id: int,
+    key: str,
+    *,
+    now: datetime | None = None,
+) -> LedgerResult:
+    """An admin gives points (kind admin_give), recording who and why."""
+    return await award(
+        session, group_id, user_id, amount, "admin_give", key, reference=reason, actor_id=actor_id, now=now
+    )
+
+
+async def take(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    amount: int,
+    reason: str | None,
+    actor_id: int,
+    key: str,
+    *,
+    now: datetime | None = None,
+) -> LedgerResult:
+    """An admin takes points (kind admin_take). Raises InsufficientPoints if the member has fewer."""
+    return await spend(
+        session, group_id, user_id, amount, "admin_take", key, reference=reason, actor_id=actor_id, now=now
+    )
+
+
+async def get_balance(session: AsyncSession, group_id: int, user_id: int) -> BalanceView:
+    """The member's balance, lifetime earnings and tier key (zeros and the lowest tier if never seen)."""
+    async with transaction(session):
+        rules = rules_of(await load_group(session, group_id))
+        balance, lifetime = await _balance_row(session, group_id, user_id)
+        return BalanceView(balance, lifetime, rules.tier_for(lifetime))
+
+
+async def history(session: AsyncSession, group_id: int, user_id: int, limit: int = 20) -> list[PointsEntry]:
+    """The member's newest ledger entries in the group, newest first."""
+    async with transaction(session):
+        result = await session.scalars(
+            select(PointsEntry)
+            .where(PointsEntry.group_id == group_id, PointsEntry.user_id == user_id)  # type: ignore[arg-type]
+            .order_by(PointsEntry.id.desc())  # type: ignore[union-attr]
+            .limit(limit)
+        )
+        return list(result.all())
+
+
+# -- earning rules with caps -----------------------------------------------------------------------------------
+
+EarnStatus = Literal["awarded", "duplicate", "disabled", "too_short", "cooldown", "same_text", "capped"]
+
+
+@dataclass(frozen=True, slots=True)
+class EarnResult:
+    """What an activity earned. `points` > 0 only when status == "awarded"; `ledger` is set for awarded and
+    duplicate (the earlier entry)."""
+
+    status: EarnStatus
+    points: int = 0
+    ledger: LedgerResult | None = None
+
+    @property
+    def awarded(self) -> bool:
+        return self.status == "awarded"
+
+
+async def _take_cap(
+    session: AsyncSession, group_id: int, user_id: int, kind: str, day: date, amount: int, cap: int
+) -> bool:
+    """Count `amount` against the member's daily cap for `kind`; False (nothing counted) if it would exceed."""
+    await session.execute(
+        insert(session, PointsDailyCounter)
+        .values(group_id=group_id, user_id=user_id, kind=kind, day=day, earned=0)
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await session.execute(
+            update(PointsDailyCounter)
+            .where(
+                PointsDailyCounter.group_id == group_id,  # type: ignore[arg-type]
+                PointsDailyCounter.user_id == user_id,  # type: ignore[arg-type]
+                PointsDailyCounter.kind == kind,  # type: ignore[arg-type]
+                PointsDailyCounter.day == day,  # type: ignore[arg-type]
+                PointsDailyCounter.earned + amount <= cap,  # type: ignore[operator]
+            )
+            .values(earned=PointsDailyCounter.earned + amount)
+            .returning(PointsDailyCounter.earned)  # type: ignore[arg-type]
+        )
+    ).first()
+    return row is not None
+
+
+async def _capped_award(
+    session: AsyncSession,
+    group: Group,
+    rules: PointsRules,
+    user_id: int,
+    kind: str,
+    amount: int,
+    cap: int,
+    key: str,
+    now: datetime,
+    reference: str | None = None,
+) -> EarnResult:
+    assert group.id is not None
+    if await session.scalar(select(PointsEntry.id).where(PointsEntry.key == key)) is not None:  # type: ignore[call-overload]
+        return EarnResult("duplicate", 0, await _duplicate(session, key))
+    if not await _take_cap(session, group.id, user_id, kind, local_day(now, group.timezone), amount, cap):
+        return EarnResult("capped")
+    result = await _apply(session, group.id, user_id, amount, kind, key, reference=reference, actor_id=None, now=now)
+    if not result.applied:  # a concurrent delivery of the same key won: give back what we counted
+        counter = PointsDailyCounter.__table__.c  # type: ignore[attr-defined]
+        await session.execute(
+            update(PointsDailyCounter)
+            .where(
+                counter.group_id == group.id,
+                counter.user_id == user_id,
+                counter.kind == kind,
+                counter.day == local_day(now, group.timezone),
+            )
+            .values(earned=counter.earned - amount)
+        )
+        return EarnResult("duplicate", 0, result)
+    return EarnResult("awarded", amount, _with_tiers(result, rules))
+
+
+async def award_chat(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    text_length: int,
+    fingerprint: str,
+    *,
+    now: datetime | None = None,
+    key: str | None = None,
+) -> EarnResult:
+    """Chat points for a message of `text_length` characters whose normalized text hashes to `fingerprint`.
+
+    Earns rules.chat_points unless: the message is shorter than chat_min_length ("too_short"); the member
+    earned chat points less than chat_cooldown_s ago ("cooldown"); the fingerprint equals that of their last
+    rewarded message ("same_text"); or chat_daily_cap for the local day is reached ("capped"). Cooldown and
+    fingerprint are checked by one conditional UPDATE, so concurrent messages earn at most once. Only the
+    hash is stored. `key` (e.g. f"chat:{chat_id}:{message_id}") makes a redelivered message a no-op.
+    """
+    now = now or utcnow()
+    fingerprint = fingerprint[:64]
+    async with transaction(session):
+        group = await load_group(session, group_id)
+        rules = rules_of(group)
+        if rules.chat_points <= 0 or rules.chat_daily_cap <= 0:
+            return EarnResult("disabled")
+        if text_length < rules.chat_min_length:
+            return EarnResult("too_short")
+        key = key or f"chat:{group_id}:{user_id}:{now.timestamp():.6f}"
+        if await session.scalar(select(PointsEntry.id).where(PointsEntry.key == key)) is not None:  # type: ignore[call-overload]
+            return EarnResult("duplicate", 0, await _duplicate(session, key))
+        await session.execute(
+            insert(session, ChatAwardState)
+            .values(group_id=group_id, user_id=user_id, last_award_at=now - timedelta(days=3650), last_fingerprint="")
+            .on_conflict_do_nothing()
+        )
+        state = ChatAwardState.__table__.c  # type: ignore[attr-defined]
+        member = (state.group_id == group_id) & (state.user_id == user_id)
+        claimed = (
+            await session.execute(
+                update(ChatAwardState)
+                .where(
+                    member,
+                    state.last_award_at <= now - timedelta(seconds=rules.chat_cooldown_s),
+                    state.last_fingerprint != fingerprint,
+                )
+                .values(last_award_at=now, last_fingerprint=fingerprint)
+                .returning(state.user_id)
+            )
+        ).first()
+        if claimed is None:
+            last = (await session.execute(select(state.last_award_at, state.last_fingerprint).where(member))).one()
+            if last.last_fingerprint == fingerprint:
+                return EarnResult("same_text")
+            return EarnResult("cooldown")
+        return await _capped_award(
+            session, group, rules, user_id, "chat", rules.chat_points, rules.chat_daily_cap, key, now
+        )
+
+
+async def award_showcase(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    *,
+    key: str,
+    now: datetime | None = None,
+    reference: str | None = None,
+) -> EarnResult:
+    """Showcase (晒单) points, once per `key` (e.g. f"showcase:{chat_id}:{message_id}"), within
+    showcase_daily_cap. Whether a post needs approval (showcase_auto_approve) is the caller's decision: call
+    this when it is accepted."""
+    now = now or utcnow()
+    async with transaction(session):
+        group = await load_group(session, group_id)
+        rules = rules_of(group)
+        if rules.showcase_points <= 0:
+            return EarnResult("disabled")
+        return await _capped_award(
+            session,
+            group,
+            rules,
+            user_id,
+            "showcase",
+            rules.showcase_points,
+            rules.showcase_daily_cap,
+            key,
+            now,
+            reference,
+        )
+
+
+async def award_topic(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    *,
+    key: str,
+    now: datetime | None = None,
+    reference: str | None = None,
+) -> EarnResult:
+    """Daily-topic answer points, once per `key` (e.g. f"topic:{topic_id}:{user_id}"), within topic_daily_cap."""
+    now = now or utcnow()
+    async with transaction(session):
+        group = await load_group(session, group_id)
+        rules = rules_of(group)
+        if rules.topic_points <= 0:
+            return EarnResult("disabled")
+        return await _capped_award(
+            session, group, rules, user_id, "topic", rules.topic_points, rules.topic_daily_cap, key, now, reference
+        )
+
+
+async def prune_daily_counters(session: AsyncSession, before: date) -> int:
+    """Forget cap counters of days before `before` (they only matter on their own day). Returns rows removed."""
+    async with transaction(session):
+        result = await session.execute(delete(PointsDailyCounter).where(PointsDailyCounter.day < before))  # type: ignore[arg-type]
+        return result.rowcount or 0
+
+
+# -- badges ----------------------------------------------------------------------------------------------------
+
+STREAK_BADGES = {7: "streak_7", 30: "streak_30", 100: "streak_100"}
+
+
+async def grant_badge(
+    session: AsyncSession, group_id: int, user_id: int, badge: str, *, now: datetime | None = None
+) -> bool:
+    """Give the member `badge` in the group. True if it is new, False if they already had it."""
+    if not badge or len(badge) > 32:
+        raise ValueError("a badge name of 1..32 characters is required")
+    async with transaction(session):
+        result = await session.execute(
+            insert(session, Badge)
+            .values(group_id=group_id, user_id=user_id, badge=badge, awarded_at=now or utcnow())
+            .on_conflict_do_nothing()
+        )
+        return result.rowcount == 1
+
+
+async def list_badges(session: AsyncSession, group_id: int, user_id: int) -> list[Badge]:
+    """The member's badges in the group, oldest first."""
+    async with transaction(session):
+        result = await session.scalars(
+            select(Badge)
+            .where(Badge.group_id == group_id, Badge.user_id == user_id)  # type: ignore[arg-type]
+            .order_by(Badge.awarded_at, Badge.id)  # type: ignore[arg-type]
+        )
+        return list(result.all())
+
+
+# -- leaderboards ----------------------------------------------------------------------------------------------
+
+Period = Literal["week", "month", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class RankRow:
+    user_id: int
+    points: int
+    place: int  # 1 + the number of members with more points (ties share a place)
+
+
+def period_start(period: Period, zone: str, now: datetime) -> datetime | None:
+    """The UTC moment the local week (Monday 00:00) or month (1st 00:00) began in `zone`; None for "all"."""
+    if period == "all":
+        return None
+    today = local_day(now, zone)
+    if period == "week":
+        first = today - timedelta(days=today.weekday())
+    elif period == "month":
+        first = today.replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    return datetime.combine(first, time(0), tzinfo=ZoneInfo(zone))
+
+
+def _scores(group_id: int, period: Period, start: datetime | None) -> Any:
+    """(user_id, points) per member for the period, as a subquery. Erased people (pseudonyms < 0) are left out."""
+    if period == "all":
+        balances = PointsBalance.__table__.c  # type: ignore[attr-defined]
+        return (
+            select(balances.user_id.label("user_id"), balances.lifetime_earned.label("points"))
+            .where(balances.group_id == group_id, balances.lifetime_earned > 0, balances.user_id > 0)
+            .subquery()
+        )
+    ledger = PointsEntry.__table__.c  # type: ignore[attr-defined]
+    return (
+        select(ledger.user_id.label("user_id"), func.sum(ledger.delta).label("points"))
+        .where(ledger.group_id == group_id, ledger.created_at >= start, ledger.delta > 0, ledger.user_id > 0)
+        .group_by(ledger.user_id)
+        .subquery()
+    )
+
+
+async def leaderboard(
+    session: AsyncSession, group_id: int, period: Period, *, now: datetime | None = None, limit: int = 10
+) -> list[RankRow]:
+    """The top `limit` members: points earned (positive deltas) since the local week/month began, or
+    lifetime_earned for "all". Ordered by points, then user_id; ties share a place."""
+    async with transaction(session):
+        group = await load_group(session, group_id)
+        scores = _scores(group_id, period, period_start(period, group.timezone, now or utcnow()))
+        rows = (
+            await session.execute(
+                select(scores.c.user_id, scores.c.points)
+                .order_by(scores.c.points.desc(), scores.c.user_id)
+                .limit(limit)
+            )
+        ).all()
+        out: list[RankRow] = []
+        for index, (user_id, points) in enumerate(rows):
+            place = out[-1].place if out and out[-1].points == points else index + 1
+            out.append(RankRow(int(user_id), int(points), place))
+        return out
+
+
+async def place_of(
+    session: AsyncSession, group_id: int, user_id: int, period: Period, *, now: datetime | None = None
+) -> RankRow | None:
+    """The member's row on the `period` board (place = 1 + members with more points), None without points."""
+    async with transaction(session):
+        group = await load_group(session, group_id)
+        scores = _scores(group_id, period, period_start(period, group.timezone, now or utcnow()))
+        mine = await session.scalar(select(scores.c.points).where(scores.c.user_id == user_id))
+        if not mine:
+            return None
+        above = await session.scalar(select(func.count()).select_from(scores).where(scores.c.points > literal(mine)))
+        return RankRow(user_id, int(mine), int(above or 0) + 1)
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+
+
+def row_dict(row: SQLModel) -> dict[str, Any]:
+    """A row as JSON-ready data (dates and times as ISO strings), for the privacy exports."""
+    dumped = row.model_dump()
+    return {key: value.isoformat() if isinstance(value, datetime | date) else value for key, value in dumped.items()}
+
+
+async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """The person's balances, ledger entries (their own, and those they made as an admin) and badges."""
+    async with transaction(session):
+        balances = await session.scalars(select(PointsBalance).where(PointsBalance.user_id == user_id))  # type: ignore[arg-type]
+        entries = await session.scalars(
+            select(PointsEntry)
+            .where((PointsEntry.user_id == user_id) | (PointsEntry.actor_id == user_id))  # type: ignore[arg-type]
+            .order_by(PointsEntry.id)  # type: ignore[arg-type]
+        )
+        badges = await session.scalars(select(Badge).where(Badge.user_id == user_id))  # type: ignore[arg-type]
+        return {
+            "balances": [row_dict(row) for row in balances.all()],
+            "ledger": [row_dict(row) for row in entries.all()],
+            "badges": [row_dict(row) for row in badges.all()],
+        }
+
+
+async def erase_user_data(session: AsyncSession, user_id: int, *, pseudonym: int) -> None:
+    """Delete the person's balances, cap counters, chat state and badges; keep their ledger entries (others'
+    sums rely on them) under `pseudonym`, with keys (which may embed the id) replaced by "erased:<entry id>".
+
+    Group sums of the ledger stay intact; the pseudonym has no balance row (it is no member).
+    """
+    async with transaction(session):
+        for table in (PointsBalance, PointsDailyCounter, ChatAwardState, Badge):
+            await session.execute(delete(table).where(table.user_id == user_id))  # type: ignore[attr-defined]
+        ledger = PointsEntry.__table__.c  # type: ignore[attr-defined]
+        await session.execute(
+            update(PointsEntry)
+            .where(ledger.user_id == user_id)
+            .values(user_id=pseudonym, key=literal("erased:") + cast(ledger.id, String))
+        )
+        await session.execute(update(PointsEntry).where(ledger.actor_id == user_id).values(actor_id=pseudonym))
