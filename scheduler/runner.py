@@ -22,7 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import boards, groups
+from models import boards, groups, shop
 from models.db import utcnow
 
 log = logging.getLogger("qunbot.scheduler")
@@ -46,6 +46,14 @@ async def prune_handled_updates(ctx: JobContext) -> None:
         removed = await groups.prune_processed_updates(session, timedelta(days=2))
     if removed:
         log.info("pruned %s handled update ids", removed)
+
+
+async def expire_coupons(ctx: JobContext) -> None:
+    """Coupons past their validity become expired (verify refuses them either way; this keeps lists true)."""
+    async with ctx.sessionmaker() as session:
+        expired = await shop.expire_coupons(session)
+    if expired:
+        log.info("%s coupons expired", expired)
 
 
 async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> int:
@@ -75,6 +83,7 @@ async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> i
 # (job, trigger): every periodic job of every feature.
 JOBS: list[tuple[Job, Any]] = [
     (prune_handled_updates, IntervalTrigger(hours=1)),
+    (expire_coupons, IntervalTrigger(minutes=15)),
     (post_checkin_boards, CronTrigger(second=5)),  # every minute, a few seconds past it
 ]
 

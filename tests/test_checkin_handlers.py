@@ -105,3 +105,11 @@ async def test_checkin_info_shows_the_month(world) -> None:  # type: ignore[no-u
     assert "1 check-ins, streak 1 (best 1), today: done" in info and "✅" in info
     refused = texts(await world.send(group, alice, "/checkin makeup"))[0]
     assert refused == "Make-up check-ins are off in this group."
+
+
+async def test_every_scheduled_job_runs_cleanly(world) -> None:  # type: ignore[no-untyped-def]
+    from scheduler.runner import JOBS
+
+    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    for job, _trigger in JOBS:
+        await job(ctx)
