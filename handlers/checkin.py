@@ -25,7 +25,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
 from models import boards, checkin, points
 from models.clock import local_day
 from models.db import utcnow
@@ -96,12 +96,6 @@ def render_result(result: checkin.CheckinResult, rules: points.PointsRules) -> s
     if result.tier_up:
         lines.append(_("🎉 You reached {tier}!").format(tier=tier_label(rules, result.tier_after)))
     return "\n".join(lines)
-
-
-def tier_label(rules: points.PointsRules, key: str) -> str:
-    names = {"normal": _("Member"), "silver": _("Silver"), "gold": _("Gold"), "diamond": _("Diamond")}
-    custom = next((tier.name for tier in rules.tiers if tier.key == key and tier.name), None)
-    return custom or names.get(key, key)
 
 
 class BoardEditor:

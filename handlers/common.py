@@ -12,9 +12,11 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Chat, Message, User
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
 from models.groups import ChatSeen, UserSeen
+from models.points import PointsRules
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -132,3 +134,15 @@ class Blueprint:
         for observer, handler, filters, kwargs in self._handlers:
             getattr(router, observer).register(handler, *filters, **kwargs)
         return router
+
+
+TIER_NAMES = {"normal": __("Member"), "silver": __("Silver"), "gold": __("Gold"), "diamond": __("Diamond")}
+
+
+def tier_label(rules: PointsRules, key: str) -> str:
+    """The tier's custom name if the group set one, else the localized default, else its key."""
+    for tier in rules.tiers:
+        if tier.key == key and tier.name:
+            return tier.name
+    default = TIER_NAMES.get(key)
+    return str(default) if default is not None else key

@@ -39,6 +39,7 @@ from handlers.common import (
     display_name,
     esc,
     require_admin,
+    tier_label,
 )
 from models import checkin, points, shop
 from models.clock import local_day
@@ -68,7 +69,6 @@ ANNOUNCE_WINDOW_S = 60.0
 GONE_ROLES = ("left", "kicked")
 
 # Default tier names by key; a custom name stored in the rules wins and is shown as is.
-TIER_NAMES = {"normal": __("Member"), "silver": __("Silver"), "gold": __("Gold"), "diamond": __("Diamond")}
 BADGE_NAMES = {"streak_7": __("7-day streak"), "streak_30": __("30-day streak"), "streak_100": __("100-day streak")}
 PERIOD_ALIASES = {
     "week": "week", "w": "week", "周": "week", "本周": "week", "週": "week", "本週": "week",
@@ -110,15 +110,6 @@ class ShowcaseReview(CallbackData, prefix="showcase"):
 
 
 # -- small helpers ---------------------------------------------------------------------------------------------
-
-
-def tier_label(rules: PointsRules, key: str) -> str:
-    """The tier's custom name if the group set one, else the localized default, else its key."""
-    for tier in rules.tiers:
-        if tier.key == key and tier.name:
-            return tier.name
-    default = TIER_NAMES.get(key)
-    return str(default) if default is not None else key
 
 
 def next_tier(rules: PointsRules, lifetime: int) -> tuple[str, int] | None:
