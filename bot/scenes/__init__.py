@@ -1,0 +1,31 @@
+"""The demo's cast and helpers. Each feature's scene lives in `bot/scenes/<feature>.py` and is listed in
+`bot.demo.SCENES`, so a newcomer sees every capability in one transcript."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.sandbox import Sandbox
+from bot.sandbox.world import SbChat, SbUser
+
+
+async def settle(sb: Sandbox) -> None:
+    """Wait until the bot has answered: updates confirmed and no call for a little over the 1 s per-chat pace."""
+    await sb.settle(timeout=15, quiet=1.1)
+
+
+class Cast:
+    """The people and chats of the demo."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self.owner: SbUser = sb.add_user("Lin", username="lin_shop", language_code="zh-hans")
+        self.alice: SbUser = sb.add_user("Alice", username="alice", language_code="zh-hans")
+        self.bob: SbUser = sb.add_user("Bob", username="bob", language_code="en")
+        self.mei: SbUser = sb.add_user("美玲", username="meiling", language_code="zh-hant")
+        self.group: SbChat = sb.create_group("Bloom 美妆粉丝群", owner=self.owner, supergroup=True)
+
+
+Scene = Callable[[Cast], Awaitable[None]]
+
+
