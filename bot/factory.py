@@ -19,6 +19,7 @@ from bot.limits import TelegramLimits
 from bot.middlewares import register_middlewares
 from bot.settings import Settings
 from models import groups
+from models.checkin import CheckinDesk
 
 log = logging.getLogger("qunbot")
 
@@ -87,6 +88,7 @@ def create_dispatcher(
         settings=settings,
         sessionmaker=sessionmaker,
         i18n=i18n,
+        checkin_desk=CheckinDesk(sessionmaker),  # check-ins that arrive together share one transaction
     )
     register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
     dp.include_routers(*handlers.get_routers())

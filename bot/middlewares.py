@@ -23,7 +23,6 @@ from bot.i18n import CatalogI18n, locale_for_language_code
 from bot.settings import Settings
 from handlers.common import chat_seen, person_seen
 from models import groups
-from models.db import transaction
 
 log = logging.getLogger("qunbot.updates")
 
@@ -71,32 +70,36 @@ class DatabaseSession(BaseMiddleware):
 
 
 class Arrival(BaseMiddleware):
-    """In one transaction: claim the update_id (a redelivery stops here, with no second effect), then keep the
-    group, the person and their membership rows current, handed to handlers as `group` and `member`."""
+    """Claim the update_id (a redelivery stops here, with no second effect) and keep the group, the person and
+    their membership rows current, handed to handlers as `group` and `member` (attached to `session`).
 
-    def __init__(self, settings: Settings) -> None:
-        self.default_timezone = settings.default_timezone
+    Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction for a burst)."""
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.desk = groups.ArrivalDesk(sessionmaker, settings.default_timezone)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         session: AsyncSession = data["session"]
         chat: Chat | None = data.get("event_chat")
         user: User | None = data.get("event_from_user")
-        data["group"] = data["member"] = None
-        async with transaction(session):
-            if isinstance(event, Update) and not await groups.claim_update(session, data["bot"].id, event.update_id):
-                log.info("update %s was already handled; dropped", event.update_id)
-                return None
-            in_group = chat is not None and chat.type in GROUP_TYPES
-            if in_group:
-                assert chat is not None
-                data["group"] = await groups.upsert_group(
-                    session, chat_seen(chat), default_timezone=self.default_timezone
-                )
-            if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
-                person = person_seen(user)
-                await groups.upsert_user(session, person, private=chat is not None and chat.type == "private")
-                if in_group and not _is_leaving(event):
-                    data["member"] = await groups.upsert_member(session, data["group"], person)
+        in_group = chat is not None and chat.type in GROUP_TYPES
+        person = None
+        if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
+            person = person_seen(user)
+        arrived = await self.desk.arrive(data["bot"].id, groups.Arriving(
+            update_id=event.update_id if isinstance(event, Update) else None,
+            chat=chat_seen(chat) if in_group and chat is not None else None,
+            person=person,
+            private=chat is not None and chat.type == "private",
+            member=in_group and person is not None and not _is_leaving(event),
+        ))
+        if not arrived.fresh:
+            log.info("update %s was already handled; dropped", getattr(event, "update_id", None))
+            return None
+        # Recorded by the desk's session; handlers get copies attached to their own (no SQL: load=False).
+        data["group"] = await session.merge(arrived.group, load=False) if arrived.group is not None else None
+        data["member"] = await session.merge(arrived.member, load=False) if arrived.member is not None else None
+        await session.commit()  # merge began a transaction; end it (no SQL) so models functions commit their own
         return await handler(event, data)
 
 
@@ -130,7 +133,7 @@ def register_middlewares(
     """Every middleware of the bot, in order. Outer update middlewares run once per update."""
     dp.update.outer_middleware(ErrorBoundary(i18n))
     dp.update.outer_middleware(DatabaseSession(sessionmaker))
-    dp.update.outer_middleware(Arrival(settings))
+    dp.update.outer_middleware(Arrival(settings, sessionmaker))
     dp.update.outer_middleware(Locale(i18n))
 
 

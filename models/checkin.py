@@ -8,6 +8,7 @@ with key f"checkin:{group_id}:{user_id}:{day}".
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,14 +22,17 @@ from sqlalchemy import (
     Index,
     Integer,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
+    update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import Field, SQLModel
 
 from models import points
+from models.batching import Coalescer
 from models.clock import local_day
 from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
 
@@ -170,6 +174,9 @@ async def _locked_streak(session: AsyncSession, group_id: int, user_id: int, now
     return streak
 
 
+MIN_BADGE = min(points.STREAK_BADGES)
+
+
 async def _grant_streak_badges(
     session: AsyncSession, group_id: int, user_id: int, streak: int, now: datetime
 ) -> tuple[str, ...]:
@@ -191,108 +198,159 @@ async def check_in(session: AsyncSession, group_id: int, user_id: int, *, now: d
     checkin_first_bonus (when rank <= checkin_first_n), credited through the ledger. The streak continues from
     yesterday, else restarts at 1. Streak badges (7, 30, 100 days) are granted on reaching them.
     """
+    return (await check_in_many(session, group_id, [user_id], now=now))[0]
+
+
+async def check_in_many(
+    session: AsyncSession, group_id: int, user_ids: Sequence[int], *, now: datetime | None = None
+) -> list[CheckinResult]:
+    """`check_in` for many members of one group at once, in one transaction and a fixed number of statements
+    (a burst of presses on the board). One result per given id, in order; an id given twice is checked in once
+    and its second result says already=True. Ranks follow the order of `user_ids`."""
     now = now or utcnow()
     async with transaction(session):
         group = await points.load_group(session, group_id)
         rules = points.rules_of(group)
         day = local_day(now, group.timezone)
-        existing = await _find(session, group_id, user_id, day)
-        if existing is None:
-            inserted = await session.scalar(
-                insert(session, Checkin)
-                .values(
-                    group_id=group_id,
-                    user_id=user_id,
-                    day=day,
-                    points=0,
-                    streak=0,
-                    rank=None,
-                    made_up=False,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(Checkin.id)  # type: ignore[arg-type]
-            )
-            if inserted is None:
-                existing = await _find(session, group_id, user_id, day)
-        if existing is not None:
-            balance = await points.get_balance(session, group_id, user_id)
-            best = await session.scalar(
-                select(CheckinStreak.best).where(  # type: ignore[call-overload]
-                    CheckinStreak.group_id == group_id, CheckinStreak.user_id == user_id
-                )
-            )
-            return CheckinResult(
-                True,
-                day,
-                existing.points,
-                existing.streak,
-                best or existing.streak,
-                existing.rank,
-                0,
-                0,
-                0,
-                (),
-                balance.tier,
-                balance.tier,
-                balance.balance,
-            )
-
-        counter = CheckinDay.__table__.c  # type: ignore[attr-defined]
-        rank = await session.scalar(
-            insert(session, CheckinDay)
-            .values(group_id=group_id, day=day, count=1)
-            .on_conflict_do_update(index_elements=["group_id", "day"], set_={"count": counter.count + 1})
-            .returning(counter.count)
+        wanted = list(dict.fromkeys(user_ids))
+        inserted = await session.execute(
+            insert(session, Checkin)
+            .values([dict(group_id=group_id, user_id=u, day=day, points=0, streak=0, rank=None, made_up=False,
+                          created_at=now) for u in wanted])
+            .on_conflict_do_nothing()
+            .returning(Checkin.user_id)  # type: ignore[arg-type]
         )
-        assert rank is not None
+        fresh_ids = set(inserted.scalars())
+        fresh = [u for u in wanted if u in fresh_ids]
+        results = await _record_fresh(session, group_id, rules, day, fresh, now) if fresh else {}
+        earlier = await _earlier_results(session, group_id, rules, day, [u for u in wanted if u not in fresh_ids])
+        answered: set[int] = set()
+        out = []
+        for u in user_ids:
+            result = results.get(u) if u not in answered else None
+            out.append(result if result is not None else earlier.get(u) or _as_already(results[u]))
+            answered.add(u)
+        return out
 
-        streak_row = await _locked_streak(session, group_id, user_id, now)
-        streak = streak_row.current + 1 if streak_row.last_day == day - timedelta(days=1) else 1
-        streak_row.current, streak_row.last_day, streak_row.updated_at = streak, day, now
-        streak_row.best = max(streak_row.best, streak)
 
-        base = rules.checkin_base
-        streak_bonus = rules.checkin_streak_bonus.get(streak, 0)
-        first_bonus = rules.checkin_first_bonus if rank <= rules.checkin_first_n else 0
-        total = base + streak_bonus + first_bonus
-        if total > 0:
-            ledger = await points.award(
-                session,
-                group_id,
-                user_id,
-                total,
-                "checkin",
-                f"checkin:{group_id}:{user_id}:{day.isoformat()}",
-                reference=f"streak:{streak}",
-                now=now,
-            )
-            tier_before, tier_after, balance = ledger.tier_before, ledger.tier_after, ledger.balance
+class CheckinDesk:
+    """Check-ins through one desk per process: presses that arrive together are recorded together
+    (`check_in_many`, one transaction), so a burst on the board does not queue one transaction per press."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self.coalescer: Coalescer[int, tuple[int, datetime], CheckinResult] = Coalescer(self._record)
+
+    async def check_in(self, group_id: int, user_id: int, *, now: datetime | None = None) -> CheckinResult:
+        return await self.coalescer.submit(group_id, (user_id, now or utcnow()))
+
+    async def _record(self, group_id: int, presses: Sequence[tuple[int, datetime]]) -> list[CheckinResult]:
+        async with self.sessionmaker() as session:  # the batch's time is its latest press
+            return await check_in_many(session, group_id, [u for u, _ in presses], now=max(t for _, t in presses))
+
+
+def _as_already(result: CheckinResult) -> CheckinResult:
+    return CheckinResult(True, result.day, result.points, result.streak, result.best_streak, result.rank, 0, 0, 0,
+                         (), result.tier_after, result.tier_after, result.balance)
+
+
+async def _record_fresh(
+    session: AsyncSession, group_id: int, rules: points.PointsRules, day: date, fresh: list[int], now: datetime
+) -> dict[int, CheckinResult]:
+    """Ranks, streaks, points and badges for members whose check-in rows this transaction has just inserted."""
+    counter = CheckinDay.__table__.c  # type: ignore[attr-defined]
+    last_rank = await session.scalar(
+        insert(session, CheckinDay)
+        .values(group_id=group_id, day=day, count=len(fresh))
+        .on_conflict_do_update(index_elements=["group_id", "day"], set_={"count": counter.count + len(fresh)})
+        .returning(counter.count)
+    )
+    assert last_rank is not None
+    rank = {u: last_rank - len(fresh) + 1 + i for i, u in enumerate(fresh)}
+
+    streaks = CheckinStreak.__table__.c  # type: ignore[attr-defined]
+    ordered = sorted(fresh)  # one lock order for every batch: no deadlocks on PostgreSQL
+    await session.execute(
+        insert(session, CheckinStreak)
+        .values([dict(group_id=group_id, user_id=u, current=0, best=0, last_day=None, updated_at=now)
+                 for u in ordered])
+        .on_conflict_do_nothing()
+    )
+    query = select(streaks.user_id, streaks.current, streaks.best, streaks.last_day).where(
+        streaks.group_id == group_id, streaks.user_id.in_(ordered)
+    )
+    if is_postgres(session):
+        query = query.order_by(streaks.user_id).with_for_update()
+    before = {row[0]: row for row in await session.execute(query)}
+    streak, best = {}, {}
+    for u in fresh:
+        _, current, best_before, last_day = before[u]
+        streak[u] = current + 1 if last_day == day - timedelta(days=1) else 1
+        best[u] = max(best_before, streak[u])
+    await session.execute(
+        update(CheckinStreak.__table__)  # type: ignore[arg-type]
+        .where(streaks.group_id == group_id, streaks.user_id == bindparam("member"))
+        .values(current=bindparam("now_streak"), best=bindparam("now_best"), last_day=day, updated_at=now),
+        [{"member": u, "now_streak": streak[u], "now_best": best[u]} for u in ordered],
+    )
+
+    parts = {}
+    for u in fresh:
+        parts[u] = (
+            rules.checkin_base,
+            rules.checkin_streak_bonus.get(streak[u], 0),
+            rules.checkin_first_bonus if rank[u] <= rules.checkin_first_n else 0,
+        )
+    awards = [
+        points.Award(u, sum(parts[u]), f"checkin:{group_id}:{u}:{day.isoformat()}", f"streak:{streak[u]}")
+        for u in ordered if sum(parts[u]) > 0
+    ]
+    ledger = await points.award_many(session, group_id, awards, "checkin", now=now)
+    unpaid = [u for u in fresh if u not in ledger]
+    balances = {u: await points.get_balance(session, group_id, u) for u in unpaid}
+
+    rows = Checkin.__table__.c  # type: ignore[attr-defined]
+    await session.execute(
+        update(Checkin.__table__)  # type: ignore[arg-type]
+        .where(rows.group_id == group_id, rows.user_id == bindparam("member"), rows.day == day)
+        .values(points=bindparam("total"), streak=bindparam("now_streak"), rank=bindparam("now_rank")),
+        [{"member": u, "total": sum(parts[u]), "now_streak": streak[u], "now_rank": rank[u]} for u in ordered],
+    )
+    results = {}
+    for u in fresh:
+        badges = await _grant_streak_badges(session, group_id, u, streak[u], now) if streak[u] >= MIN_BADGE else ()
+        if u in ledger:
+            paid = ledger[u]
+            tier_before, tier_after, balance = paid.tier_before or "", paid.tier_after or "", paid.balance
         else:
-            view = await points.get_balance(session, group_id, user_id)
-            tier_before = tier_after = view.tier
-            balance = view.balance
-        checkin = await _find(session, group_id, user_id, day)
-        assert checkin is not None
-        checkin.points, checkin.streak, checkin.rank = total, streak, rank
-        badges = await _grant_streak_badges(session, group_id, user_id, streak, now)
-        await session.flush()
-        assert tier_before is not None and tier_after is not None
-        return CheckinResult(
-            False,
-            day,
-            total,
-            streak,
-            streak_row.best,
-            rank,
-            base,
-            streak_bonus,
-            first_bonus,
-            badges,
-            tier_before,
-            tier_after,
-            balance,
-        )
+            tier_before = tier_after = balances[u].tier
+            balance = balances[u].balance
+        results[u] = CheckinResult(False, day, sum(parts[u]), streak[u], best[u], rank[u], *parts[u], badges,
+                                   tier_before, tier_after, balance)
+    return results
+
+
+async def _earlier_results(
+    session: AsyncSession, group_id: int, rules: points.PointsRules, day: date, members: list[int]
+) -> dict[int, CheckinResult]:
+    """already=True results for members who had checked in today before this call."""
+    if not members:
+        return {}
+    rows = (await session.execute(
+        select(Checkin.user_id, Checkin.points, Checkin.streak, Checkin.rank, CheckinStreak.best,  # type: ignore[call-overload]
+               points.PointsBalance.balance, points.PointsBalance.lifetime_earned)
+        .outerjoin(CheckinStreak, (CheckinStreak.group_id == Checkin.group_id)
+                   & (CheckinStreak.user_id == Checkin.user_id))
+        .outerjoin(points.PointsBalance, (points.PointsBalance.group_id == Checkin.group_id)
+                   & (points.PointsBalance.user_id == Checkin.user_id))
+        .where(Checkin.group_id == group_id, Checkin.day == day, Checkin.user_id.in_(members))  # type: ignore[attr-defined]
+    )).all()
+    results = {}
+    for user_id, earned, streak, rank, best, balance, lifetime in rows:
+        tier = rules.tier_for(lifetime or 0)
+        results[user_id] = CheckinResult(True, day, earned, streak, best or streak, rank, 0, 0, 0, (), tier, tier,
+                                         balance or 0)
+    return results
 
 
 async def make_up(session: AsyncSession, group_id: int, user_id: int, *, now: datetime | None = None) -> MakeupResult:

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, String, UniqueConstraint, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    String,
+    UniqueConstraint,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import Field, SQLModel
 
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.batching import Coalescer
+from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
@@ -115,6 +130,136 @@ async def prune_processed_updates(session: AsyncSession, older_than: timedelta =
             delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < utcnow() - older_than)  # type: ignore[arg-type]
         )
         return result.rowcount or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Arriving:
+    """One update as it arrives: its id (None: not deduplicated), the group it happened in, the person behind
+    it, whether it came through the private chat, and whether it refreshes their membership in the group."""
+
+    update_id: int | None
+    chat: ChatSeen | None
+    person: UserSeen | None
+    private: bool = False
+    member: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arrived:
+    """fresh=False: the update was handled before (a redelivery); group and member are then None."""
+
+    fresh: bool
+    group: Group | None = None
+    member: Member | None = None
+
+
+async def arrive_many(
+    session: AsyncSession, bot_id: int, arrivals: Sequence[Arriving], *, default_timezone: str
+) -> list[Arrived]:
+    """Claim the updates and keep their groups, people and memberships current, all in one transaction and a
+    few statements however many updates arrived together. One result per arrival, in order."""
+    async with transaction(session):
+        now = utcnow()
+        ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
+        claimed: set[int] = set()
+        if ids:
+            result = await session.execute(
+                insert(session, ProcessedUpdate)
+                .values([dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids])
+                .on_conflict_do_nothing()
+                .returning(ProcessedUpdate.update_id)  # type: ignore[arg-type]
+            )
+            claimed = set(result.scalars())
+        fresh = []
+        for arrival in arrivals:  # an id twice in one batch: the first is the delivery, the second a redelivery
+            fresh.append(arrival.update_id is None or arrival.update_id in claimed)
+            claimed.discard(arrival.update_id)  # type: ignore[arg-type]
+        live = [a for a, ok in zip(arrivals, fresh, strict=True) if ok]
+
+        found: dict[int, Group] = {}
+        for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
+            found[chat.chat_id] = await upsert_group(session, chat, default_timezone=default_timezone)
+        people: dict[int, tuple[UserSeen, bool]] = {}
+        for a in live:
+            if a.person is not None:
+                people[a.person.user_id] = (a.person, a.private or people.get(a.person.user_id, (a.person, False))[1])
+        if people:
+            await _upsert_users(session, list(people.values()), now)
+        wanted = {
+            (found[a.chat.chat_id].id, a.person.user_id): a.person
+            for a in live if a.member and a.chat is not None and a.person is not None
+        }
+        members = await _upsert_members(session, wanted, now) if wanted else {}
+
+        out = []
+        for arrival, ok in zip(arrivals, fresh, strict=True):
+            if not ok:
+                out.append(Arrived(False))
+                continue
+            group = found.get(arrival.chat.chat_id) if arrival.chat is not None else None
+            member = None
+            if group is not None and arrival.member and arrival.person is not None:
+                member = members.get((group.id, arrival.person.user_id))  # type: ignore[arg-type]
+            out.append(Arrived(True, group, member))
+        return out
+
+
+async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool]], now: datetime) -> None:
+    users = User.__table__.c  # type: ignore[attr-defined]
+    statement = insert(session, User).values([
+        dict(user_id=p.user_id, first_name=p.first_name[:128], username=p.username, language_code=p.language_code,
+             is_bot=p.is_bot, started_at=now if private else None, seen_at=now)
+        for p, private in sorted(people, key=lambda item: item[0].user_id)
+    ])
+    new = statement.excluded
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["user_id"],
+        set_={
+            "first_name": new.first_name, "username": new.username, "language_code": new.language_code,
+            "seen_at": new.seen_at,
+            # A private message means the person has (again) started the bot and not blocked it.
+            "started_at": func.coalesce(users.started_at, new.started_at),
+            "blocked_at": case((new.started_at.is_not(None), None), else_=users.blocked_at),
+        },
+    ))
+
+
+async def _upsert_members(
+    session: AsyncSession, wanted: dict[tuple[int, int], UserSeen], now: datetime
+) -> dict[tuple[int, int], Member]:
+    members = Member.__table__.c  # type: ignore[attr-defined]
+    statement = (postgresql.insert if is_postgres(session) else sqlite.insert)(Member).values([
+        dict(group_id=group_id, user_id=user_id, role="member", language_code=person.language_code, joined_at=now,
+             last_seen_at=now)
+        for (group_id, user_id), person in sorted(wanted.items(), key=lambda item: item[0])
+    ])
+    gone = members.role.in_(("left", "kicked"))  # seen again after leaving: a member again, from now
+    statement = statement.on_conflict_do_update(
+        index_elements=["group_id", "user_id"],
+        set_={
+            "language_code": statement.excluded.language_code,
+            "last_seen_at": statement.excluded.last_seen_at,
+            "role": case((gone, "member"), else_=members.role),
+            "joined_at": case((gone, statement.excluded.joined_at), else_=members.joined_at),
+        },
+    )
+    rows = await session.scalars(statement.returning(Member), execution_options={"populate_existing": True})
+    return {(m.group_id, m.user_id): m for m in rows}
+
+
+class ArrivalDesk:
+    """Updates that arrive together are claimed and recorded together (`arrive_many`, one transaction)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], default_timezone: str) -> None:
+        self.sessionmaker, self.default_timezone = sessionmaker, default_timezone
+        self.coalescer: Coalescer[int, Arriving, Arrived] = Coalescer(self._record)
+
+    async def arrive(self, bot_id: int, arrival: Arriving) -> Arrived:
+        return await self.coalescer.submit(bot_id, arrival)
+
+    async def _record(self, bot_id: int, arrivals: Sequence[Arriving]) -> list[Arrived]:
+        async with self.sessionmaker() as session:
+            return await arrive_many(session, bot_id, arrivals, default_timezone=self.default_timezone)
 
 
 # -- groups ----------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ group: balance == sum(ledger deltas) >= 0, and lifetime_earned == sum(positive l
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    bindparam,
     cast,
     delete,
     func,
@@ -586,6 +588,84 @@ async def reverse(
             actor_id=actor_id,
             now=now,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Award:
+    """One member's share of `award_many`."""
+
+    user_id: int
+    amount: int
+    key: str
+    reference: str | None = None
+
+
+async def award_many(
+    session: AsyncSession, group_id: int, awards: Sequence[Award], kind: str, *, now: datetime | None = None
+) -> dict[int, LedgerResult]:
+    """`award` for many members of one group in a handful of statements (a burst of check-ins).
+
+    Same rules as `award`: a key used before changes nothing for that member; every other member gets one entry
+    and a balance raised by the same transaction. Returns the result per user id (one award per member)."""
+    if len({a.user_id for a in awards}) != len(awards) or any(a.amount <= 0 for a in awards):
+        raise ValueError("award_many takes one positive award per member")
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    if not awards:
+        return {}
+    awards = sorted(awards, key=lambda a: a.user_id)  # one lock order for every batch: no deadlocks on PostgreSQL
+    now = now or utcnow()
+    async with transaction(session):
+        rules = rules_of(await load_group(session, group_id))
+        await session.execute(
+            insert(session, PointsBalance)
+            .values([dict(group_id=group_id, user_id=a.user_id, balance=0, lifetime_earned=0, updated_at=now)
+                     for a in awards])
+            .on_conflict_do_nothing()
+        )
+        written = await session.execute(
+            insert(session, PointsEntry)
+            .values([
+                dict(group_id=group_id, user_id=a.user_id, delta=a.amount, kind=kind,
+                     reference=a.reference[:REFERENCE_MAX] if a.reference else None, actor_id=None, key=a.key,
+                     created_at=now)
+                for a in awards
+            ])
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(PointsEntry.user_id, PointsEntry.id)  # type: ignore[arg-type]
+        )
+        entry_ids = {row[0]: row[1] for row in written}
+        applied = [a for a in awards if a.user_id in entry_ids]
+        balances = PointsBalance.__table__.c  # type: ignore[attr-defined]
+        if applied:
+            await session.execute(
+                update(PointsBalance.__table__)  # type: ignore[arg-type]
+                .where(balances.group_id == group_id, balances.user_id == bindparam("member"))
+                .values(balance=balances.balance + bindparam("gain"),
+                        lifetime_earned=balances.lifetime_earned + bindparam("gain"), updated_at=now),
+                [{"member": a.user_id, "gain": a.amount} for a in applied],
+            )
+        rows = await session.execute(
+            select(balances.user_id, balances.balance, balances.lifetime_earned)
+            .where(balances.group_id == group_id, balances.user_id.in_([a.user_id for a in awards]))
+        )
+        after = {row[0]: (row[1], row[2]) for row in rows}
+        results: dict[int, LedgerResult] = {}
+        for a in awards:
+            balance, lifetime = after[a.user_id]
+            if a.user_id in entry_ids:
+                results[a.user_id] = LedgerResult(
+                    True, entry_ids[a.user_id], a.key, group_id, a.user_id, a.amount, balance, lifetime,
+                    rules.tier_for(lifetime - a.amount), rules.tier_for(lifetime),
+                )
+            else:
+                duplicate = await _duplicate(session, a.key)
+                tier = rules.tier_for(lifetime)
+                results[a.user_id] = LedgerResult(
+                    False, duplicate.entry_id, a.key, group_id, a.user_id, duplicate.delta, balance, lifetime,
+                    tier, tier,
+                )
+        return results
 
 
 async def give(
