@@ -12,7 +12,6 @@ import hashlib
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -282,32 +281,6 @@ async def announce_tier_up(
         return
     rules = points.rules_of(group)
     await TierAnnouncer.of(dispatcher).announce(bot, group.chat_id, user_id, name, tier_label(rules, ledger.tier_after))
-
-
-class ShowcaseDecisions:
-    """Showcase moderation messages already decided in this process: a second press (or a press racing the
-    first) gets "already decided" at once. Paying is guarded durably by the ledger key; see the report on
-    rejections."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._decided: OrderedDict[tuple[int, int], str] = OrderedDict()
-
-    @classmethod
-    def of(cls, dispatcher: Dispatcher) -> ShowcaseDecisions:
-        return dispatcher.workflow_data.setdefault("showcase_decisions", cls())  # type: ignore[no-any-return]
-
-    def claim(self, key: tuple[int, int], outcome: str) -> bool:
-        """True if this call is the first to decide `key` (no await between check and set: atomic in asyncio)."""
-        if key in self._decided:
-            return False
-        self._decided[key] = outcome
-        while len(self._decided) > self.size:
-            self._decided.popitem(last=False)
-        return True
-
-    def release(self, key: tuple[int, int]) -> None:
-        self._decided.pop(key, None)
 
 
 # -- /me -------------------------------------------------------------------------------------------------------
@@ -656,34 +629,30 @@ async def review_showcase(
     if not await require_admin(bot, query):
         return
     chat_id = query.message.chat.id
-    decisions = ShowcaseDecisions.of(dispatcher)
-    claim = (chat_id, callback_data.message_id)
-    if not decisions.claim(claim, callback_data.action):
+    moderator = esc(display_name(query.from_user.first_name, query.from_user.username))
+    verdict = await points.decide_showcase(
+        session, group.id, callback_data.message_id, callback_data.user_id, approve=callback_data.action == "approve",
+        moderator_id=query.from_user.id, key=_showcase_key(chat_id, callback_data.message_id),
+    )
+    if not verdict.decided:
         await query.answer(_("This showcase has already been decided."), show_alert=True)
         return
-    moderator = esc(display_name(query.from_user.first_name, query.from_user.username))
     poster_name = (await names_of(session, [callback_data.user_id])).get(callback_data.user_id, _("someone"))
     poster = esc(poster_name)
     awarded: points.LedgerResult | None = None
-    if callback_data.action == "reject":
+    result = verdict.earned
+    if result is None:
         outcome = _("📸 Showcase by {name}: rejected by {moderator}.").format(name=poster, moderator=moderator)
         answer = _("Rejected.")
     else:
-        try:
-            result = await points.award_showcase(
-                session, group.id, callback_data.user_id, key=_showcase_key(chat_id, callback_data.message_id)
-            )
-        except Exception:
-            decisions.release(claim)
-            raise
-        if result.status == "duplicate":
-            await query.answer(_("This showcase has already been decided."), show_alert=True)
-            return
         if result.status == "awarded":
             awarded = result.ledger
             outcome = _("📸 Showcase by {name}: approved by {moderator}, +{points} points.").format(
                 name=poster, moderator=moderator, points=result.points
             )
+        elif result.status == "duplicate":  # paid before under the same key: nothing more to decide
+            await query.answer(_("This showcase has already been decided."), show_alert=True)
+            return
         elif result.status == "capped":
             outcome = _("📸 Showcase by {name}: approved by {moderator}; today's showcase points limit is "
                         "reached, so no points.").format(name=poster, moderator=moderator)

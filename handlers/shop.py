@@ -27,7 +27,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, actor_is_admin, display_name, esc, require_admin
+from handlers.common import Blueprint, CommandInfo, actor_is_admin, display_name, esc, require_admin, tier_label
 from models import groups, points, shop
 from models.db import utcnow
 from models.groups import Group
@@ -54,7 +54,6 @@ NO_VALUE = {"-", "", "none", "no", "all", "无", "不限"}
 YES = {"1", "yes", "y", "true", "on", "是"}
 NO = {"0", "no", "n", "false", "off", "否"}
 
-TIER_LABELS = {"normal": __("Normal"), "silver": __("Silver"), "gold": __("Gold"), "diamond": __("Diamond")}
 STATUS_LABELS = {
     "issued": __("unused"), "used": __("used"), "cancelled": __("cancelled"), "expired": __("expired"),
 }
@@ -81,15 +80,6 @@ class UsageError(Exception):
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
-
-
-def tier_label(rules: PointsRules, key: str) -> str:
-    """A tier's custom name, else its localized default name, else its key."""
-    for tier in rules.tiers:
-        if tier.key == key and tier.name:
-            return tier.name
-    label = TIER_LABELS.get(key)
-    return str(label) if label is not None else key
 
 
 def local_time(moment: datetime | None, zone: str, *, with_time: bool = True) -> str:

@@ -145,6 +145,19 @@ class Badge(SQLModel, table=True):
     awarded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 
+class ShowcaseDecision(SQLModel, table=True):
+    """A moderator's approval or rejection of one showcase photo: decided once, whoever presses first."""
+
+    __tablename__ = "showcase_decisions"
+
+    group_id: int = Field(sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True))
+    message_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    approved: bool = Field(nullable=False)
+    moderator_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, index=True))
+    decided_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
 # -- errors ----------------------------------------------------------------------------------------------------
 
 
@@ -892,6 +905,42 @@ async def award_showcase(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ShowcaseVerdict:
+    """decided=False: someone decided this showcase before (nothing changed). earned: the award, if approved."""
+
+    decided: bool
+    earned: EarnResult | None = None
+
+
+async def decide_showcase(
+    session: AsyncSession,
+    group_id: int,
+    message_id: int,
+    user_id: int,
+    *,
+    approve: bool,
+    moderator_id: int | None,
+    key: str,
+    now: datetime | None = None,
+) -> ShowcaseVerdict:
+    """Record a moderator's decision on a showcase photo, once (a unique row per group and message); an approval
+    pays award_showcase under `key` in the same transaction."""
+    now = now or utcnow()
+    async with transaction(session):
+        claimed = await session.execute(
+            insert(session, ShowcaseDecision)
+            .values(group_id=group_id, message_id=message_id, user_id=user_id, approved=approve,
+                    moderator_id=moderator_id, decided_at=now)
+            .on_conflict_do_nothing()
+        )
+        if claimed.rowcount != 1:
+            return ShowcaseVerdict(False)
+        if not approve:
+            return ShowcaseVerdict(True)
+        return ShowcaseVerdict(True, await award_showcase(session, group_id, user_id, key=key, now=now))
+
+
 async def award_topic(
     session: AsyncSession,
     group_id: int,
@@ -1050,10 +1099,16 @@ async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any
             .order_by(PointsEntry.id)  # type: ignore[arg-type]
         )
         badges = await session.scalars(select(Badge).where(Badge.user_id == user_id))  # type: ignore[arg-type]
+        showcases = await session.scalars(
+            select(ShowcaseDecision).where(
+                (ShowcaseDecision.user_id == user_id) | (ShowcaseDecision.moderator_id == user_id)  # type: ignore[arg-type]
+            )
+        )
         return {
             "balances": [row_dict(row) for row in balances.all()],
             "ledger": [row_dict(row) for row in entries.all()],
             "badges": [row_dict(row) for row in badges.all()],
+            "showcase_decisions": [row_dict(row) for row in showcases.all()],
         }
 
 
@@ -1073,3 +1128,8 @@ async def erase_user_data(session: AsyncSession, user_id: int, *, pseudonym: int
             .values(user_id=pseudonym, key=literal("erased:") + cast(ledger.id, String))
         )
         await session.execute(update(PointsEntry).where(ledger.actor_id == user_id).values(actor_id=pseudonym))
+        decisions = ShowcaseDecision.__table__.c  # type: ignore[attr-defined]
+        await session.execute(update(ShowcaseDecision).where(decisions.user_id == user_id).values(user_id=pseudonym))
+        await session.execute(
+            update(ShowcaseDecision).where(decisions.moderator_id == user_id).values(moderator_id=pseudonym)
+        )

@@ -10,6 +10,7 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from aiogram.types import PhotoSize
 from sqlalchemy import func, select
 
+from bot.factory import create_dispatcher
 from handlers.points import ShowcaseReview, TierAnnouncer, fingerprint
 from models import checkin, groups, points
 from models.db import transaction
@@ -246,7 +247,14 @@ async def test_showcase_rejected_then_approve_has_no_effect(world, session) -> N
     assert "Showcase by Bob: rejected by Owner." in rejected
     late = said(await s.world.press(s.chat, s.owner, keyboard["✅ Approve"], message_id=901))
     assert late == "This showcase has already been decided."
+    # The decision is kept in the database: a restarted bot (a fresh dispatcher) still refuses to pay.
+    s.world.dp = create_dispatcher(s.world.settings, sessionmaker=s.world.sessionmaker)
+    after_restart = said(await s.world.press(s.chat, s.owner, keyboard["✅ Approve"], message_id=901))
+    assert after_restart == "This showcase has already been decided."
     assert await s.balance(s.bob) == 0
+    async with transaction(session):
+        decision = await session.scalar(select(points.ShowcaseDecision))
+    assert decision is not None and not decision.approved and decision.moderator_id == s.owner.id
     # A photo without the hashtag is just chat (and too short to earn).
     assert texts(await s.say(s.bob, "", photo=PHOTO, caption="nice")) == []
 

@@ -224,7 +224,7 @@ async def test_refusals_are_alerts_and_change_nothing(world) -> None:  # type: i
     assert not [call for call in calls if isinstance(call, SendMessage)]
     assert "out of stock" in alert(await s.press(s.bob, gone.id))
     text = alert(await s.press(s.bob, vip.id))
-    assert "Gold members and above" in text and "Normal" in text
+    assert "Gold members and above" in text and "your tier is Member" in text
     assert "no longer in the shop" in alert(await s.press(s.bob, removed.id))
     assert await s.coupons(s.bob) == [] and await s.balance(s.bob) == 50
     assert (await s.item(coffee.id)).stock == 5 and (await s.item(vip.id)).stock == 5
