@@ -8,6 +8,7 @@ alerts. Nothing a member writes is stored: chat points see only the text's lengt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher, F
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, Message
@@ -367,21 +368,29 @@ async def me_in_private(message: Message, session: AsyncSession) -> None:
 @router.message(Command("rank"), IN_GROUP)
 @router.message(F.text.in_({"排行", "排行榜"}), IN_GROUP)
 async def rank(
-    message: Message, session: AsyncSession, group: Group | None, command: CommandObject | None = None
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, command: CommandObject | None = None
 ) -> None:
     if group is None or group.id is None:
         return
-    argument = ((command.args if command else None) or "week").strip().lower()
-    period = PERIOD_ALIASES.get(argument)
-    if period is None:
-        await message.reply(_("Usage: /rank week | month | all (default: week)"))
+    words = ((command.args if command else None) or "week").strip().lower().split()
+    if words and words[0] in ("pin", "unpin"):
+        await pin_board(message, bot, session, group.id, words)
         return
-    top = await points.leaderboard(session, group.id, period, limit=TOP_N)  # type: ignore[arg-type]
+    period = PERIOD_ALIASES.get(words[0] if len(words) == 1 else "")
+    if period is None:
+        await message.reply(_("Usage: /rank week | month | all (default: week)\n"
+                              "Admins: /rank pin [week | month | all] keeps a pinned leaderboard up to date; "
+                              "/rank unpin stops it."))
+        return
     user = message.from_user
-    mine = None
-    if message.sender_chat is None and is_person(user):
-        assert user is not None
-        mine = await points.place_of(session, group.id, user.id, period)  # type: ignore[arg-type]
+    viewer = user.id if message.sender_chat is None and is_person(user) and user is not None else None
+    await message.reply(await render_leaderboard(session, group.id, period, viewer=viewer))
+
+
+async def render_leaderboard(session: AsyncSession, group_id: int, period: str, *, viewer: int | None = None) -> str:
+    """The top 10 of `period`, with the viewer's own place when one is given (in the current locale)."""
+    top = await points.leaderboard(session, group_id, period, limit=TOP_N)  # type: ignore[arg-type]
+    mine = await points.place_of(session, group_id, viewer, period) if viewer is not None else None  # type: ignore[arg-type]
     names = await names_of(session, [row.user_id for row in top])
     lines = [str(RANK_TITLES[period])]
     if not top:
@@ -395,9 +404,50 @@ async def rank(
     if mine is not None:
         lines += ["", ngettext("You: #{place} with {points} point", "You: #{place} with {points} points",
                                mine.points).format(place=mine.place, points=mine.points)]
-    elif user is not None and message.sender_chat is None and top:
+    elif viewer is not None and top:
         lines += ["", _("You are not on the board yet.")]
-    await message.reply("\n".join(lines))
+    return "\n".join(lines)
+
+
+async def pin_board(message: Message, bot: Bot, session: AsyncSession, group_id: int, words: list[str]) -> None:
+    """/rank pin [period]: post the leaderboard and pin it (refreshed in place every few minutes);
+    /rank unpin: unpin it and stop refreshing."""
+    if not await require_admin(bot, message):
+        return
+    if words[0] == "unpin":
+        pinned = next((b for b in await points.pinned_boards(session) if b.group_id == group_id), None)
+        await points.set_pinned_board(session, group_id, None, None)
+        if pinned is not None:
+            with contextlib.suppress(TelegramAPIError):
+                await bot.unpin_chat_message(message.chat.id, message_id=pinned.message_id)
+        await message.reply(_("The pinned leaderboard is no longer updated."))
+        return
+    period = PERIOD_ALIASES.get(words[1] if len(words) > 1 else "week")
+    if period is None or len(words) > 2:
+        await message.reply(_("Usage: /rank pin [week | month | all]"))
+        return
+    posted = await message.answer(await render_leaderboard(session, group_id, period))
+    await points.set_pinned_board(session, group_id, period, posted.message_id)
+    try:
+        await bot.pin_chat_message(message.chat.id, posted.message_id, disable_notification=True)
+    except TelegramAPIError:
+        await message.reply(_("I could not pin the leaderboard: please give me the “Pin messages” admin right. "
+                              "It will still be kept up to date."))
+
+
+async def refresh_pinned_board(bot: Bot, session: AsyncSession, board: points.PinnedBoard) -> bool:
+    """Edit a pinned leaderboard in place (the scheduler calls this every few minutes). True if it changed."""
+    text = await render_leaderboard(session, board.group_id, board.period)
+    try:
+        await bot.edit_message_text(text=text, chat_id=board.chat_id, message_id=board.message_id)
+    except TelegramBadRequest as error:
+        if "not modified" in str(error):
+            return False
+        if "not found" in str(error) or "can't be edited" in str(error):
+            await points.set_pinned_board(session, board.group_id, None, None)  # deleted by someone: stop
+            return False
+        raise
+    return True
 
 
 @router.message(Command("rank"), F.chat.type == "private")

@@ -367,6 +367,44 @@ async def set_rule(session: AsyncSession, group_id: int, name: str, raw_value: s
         return rules
 
 
+@dataclass(frozen=True, slots=True)
+class PinnedBoard:
+    """A leaderboard message pinned in a group, refreshed in place by the scheduler."""
+
+    group_id: int
+    chat_id: int
+    locale: str | None
+    period: str
+    message_id: int
+
+
+async def set_pinned_board(session: AsyncSession, group_id: int, period: str | None, message_id: int | None) -> None:
+    """Remember the group's pinned leaderboard (period None: there is none any more)."""
+    async with transaction(session):
+        group = await load_group(session, group_id, for_update=True)
+        settings = dict(group.settings or {})
+        if period is None or message_id is None:
+            settings.pop("leaderboard", None)
+        else:
+            settings["leaderboard"] = {"period": period, "message_id": message_id}
+        group.settings = settings
+        group.updated_at = utcnow()
+
+
+async def pinned_boards(session: AsyncSession) -> list[PinnedBoard]:
+    """Every active group's pinned leaderboard."""
+    async with transaction(session):
+        rows = await session.execute(
+            select(Group.id, Group.chat_id, Group.locale, Group.settings).where(Group.active.is_(True))  # type: ignore[attr-defined]
+        )
+        boards = []
+        for group_id, chat_id, locale, settings in rows:
+            pinned = (settings or {}).get("leaderboard")
+            if isinstance(pinned, dict) and pinned.get("period") in ("week", "month", "all"):
+                boards.append(PinnedBoard(group_id, chat_id, locale, pinned["period"], int(pinned["message_id"])))
+        return boards
+
+
 # -- ledger ----------------------------------------------------------------------------------------------------
 
 

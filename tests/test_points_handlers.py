@@ -149,7 +149,7 @@ async def test_rank_lists_the_top_in_order_with_the_callers_place(world, session
     assert said(await s.say(carol, "/rank")) == board
     assert "Top 10 of all time" in said(await s.say(s.owner, "/rank all"))
     assert "You are not on the board yet." in said(await s.say(s.owner, "/rank month"))
-    assert said(await s.say(carol, "/rank yesterday")) == "Usage: /rank week | month | all (default: week)"
+    assert said(await s.say(carol, "/rank yesterday")).startswith("Usage: /rank week | month | all (default: week)")
 
 
 async def test_set_changes_rules_and_rejects_bad_values(world, session) -> None:  # type: ignore[no-untyped-def]
@@ -270,3 +270,31 @@ async def test_showcase_auto_approve_awards_at_once(world, session) -> None:  # 
     capped = said(await s.say(s.alice, "", photo=PHOTO, caption="#晒单 another"))
     assert "reached today's showcase points limit" in capped
     assert await s.balance(s.alice) == 20
+
+
+async def test_a_pinned_leaderboard_is_kept_up_to_date_in_place(world, session) -> None:  # type: ignore[no-untyped-def]
+    from aiogram.methods import PinChatMessage, UnpinChatMessage
+
+    from scheduler.points import refresh_pinned_boards
+    from scheduler.runner import JobContext
+
+    s = await scene(world, session)
+    assert said(await s.say(s.alice, "/rank pin")) == "Only group admins can do that."
+    calls = await s.say(s.owner, "/rank pin all")
+    posted = [c for c in calls if isinstance(c, SendMessage)]
+    pins = [c for c in calls if isinstance(c, PinChatMessage)]
+    assert len(posted) == 1 and "Top 10 of all time" in posted[0].text and len(pins) == 1
+    assert "Usage: /rank pin" in said(await s.say(s.owner, "/rank pin forever"))
+    [board] = await points.pinned_boards(session)
+    assert board.period == "all" and board.message_id == pins[0].message_id
+
+    await s.say(s.owner, "/give @alice 300 welcome")
+    context = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    start = len(world.session.calls)
+    assert await refresh_pinned_boards(context) == 1
+    edits = [c for c in world.session.calls[start:] if isinstance(c, EditMessageText)]
+    assert len(edits) == 1 and edits[0].message_id == board.message_id and "Alice — 300" in edits[0].text
+
+    calls = await s.say(s.owner, "/rank unpin")
+    assert "no longer updated" in said(calls) and any(isinstance(c, UnpinChatMessage) for c in calls)
+    assert await points.pinned_boards(session) == []

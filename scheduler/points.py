@@ -1,0 +1,40 @@
+"""The points feature's scheduled work: pinned leaderboards, edited in place every few minutes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram.exceptions import TelegramAPIError
+from apscheduler.triggers.interval import IntervalTrigger
+
+from models import points
+from scheduler.runner import POST_CONCURRENCY, JobContext
+
+log = logging.getLogger("qunbot.scheduler")
+
+PINNED_REFRESH_MINUTES = 5  # a pinned board is edited at most this often (and only when it changed)
+
+
+async def refresh_pinned_boards(ctx: JobContext) -> int:
+    """Bring every pinned leaderboard up to date. Returns how many were edited."""
+    from handlers.points import refresh_pinned_board  # the board's text lives with /rank
+
+    async with ctx.sessionmaker() as session:
+        boards = await points.pinned_boards(session)
+    gate = asyncio.Semaphore(POST_CONCURRENCY)
+
+    async def refresh(board: points.PinnedBoard) -> bool:
+        async with gate, ctx.sessionmaker() as session:
+            with ctx.i18n.context(), ctx.i18n.use_locale(board.locale or ctx.i18n.default_locale):
+                try:
+                    return await refresh_pinned_board(ctx.bot, session, board)
+                except TelegramAPIError as error:
+                    log.warning("pinned leaderboard in %s not refreshed: %s", board.chat_id, error)
+                    return False
+
+    return sum(await asyncio.gather(*(refresh(board) for board in boards)))
+
+
+JOBS: list[tuple[Any, Any]] = [(refresh_pinned_boards, IntervalTrigger(minutes=PINNED_REFRESH_MINUTES))]
