@@ -22,7 +22,7 @@ from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
@@ -99,6 +99,13 @@ RULE_HELP = {
     "topic_daily_cap": __("most topic points a day"),
     "tiers": __("tiers by lifetime points, key:threshold[:name]"),
 }
+
+
+class SettingsPress(CallbackData, prefix="pset"):
+    """A button of the /settings menu: rule name and op ("inc", "dec" or "flip")."""
+
+    rule: str
+    op: str
 
 
 class ShowcaseReview(CallbackData, prefix="showcase"):
@@ -603,13 +610,74 @@ async def show_settings(message: Message, bot: Bot, session: AsyncSession, group
     if group is None or group.id is None or not await require_admin(bot, message):
         return
     rules = await points.get_rules(session, group.id)
+    await message.reply(settings_text(rules), reply_markup=settings_menu(rules))
+
+
+def settings_text(rules: PointsRules) -> str:
     lines = [_("<b>Points rules</b>")]
     for name in points.RULE_NAMES:
         help_text = RULE_HELP.get(name)
         line = f"<code>{name}</code> = {esc(rule_value(rules, name))}"
         lines.append(line + (" — " + esc(help_text) if help_text else ""))
-    lines += ["", _settings_usage()]
-    await message.reply("\n".join(lines))
+    lines += ["", _("Buttons change numbers and switches at once; the rest takes /set."), _settings_usage()]
+    return "\n".join(lines)
+
+
+def settings_menu(rules: PointsRules) -> InlineKeyboardMarkup:
+    """− / ＋ for every number, a switch for every on/off rule (the streak table, tiers and hashtag take /set)."""
+    keyboard = InlineKeyboardBuilder()
+    for name in points.RULE_NAMES:
+        value = getattr(rules, name)
+        if isinstance(value, bool):
+            keyboard.row(InlineKeyboardButton(
+                text=f"{name}: {'✅' if value else '⬜'}", callback_data=SettingsPress(rule=name, op="flip").pack()
+            ))
+        elif isinstance(value, int):
+            keyboard.row(
+                InlineKeyboardButton(text="−", callback_data=SettingsPress(rule=name, op="dec").pack()),
+                InlineKeyboardButton(text=f"{name}: {value}", callback_data=SettingsPress(rule=name, op="show").pack()),
+                InlineKeyboardButton(text="＋", callback_data=SettingsPress(rule=name, op="inc").pack()),
+            )
+    return keyboard.as_markup()
+
+
+def _step(value: int) -> int:
+    """Steps that grow with the number: 1 below 10, 5 below 100, 10 below 1,000, then 100."""
+    return 1 if value < 10 else 5 if value < 100 else 10 if value < 1000 else 100
+
+
+@router.callback_query(SettingsPress.filter(), F.message.chat.type.in_(GROUP_TYPES))
+async def press_setting(
+    query: CallbackQuery, callback_data: SettingsPress, bot: Bot, session: AsyncSession, group: Group | None
+) -> None:
+    if group is None or group.id is None or not await require_admin(bot, query):
+        return
+    rules = await points.get_rules(session, group.id)
+    name, op = callback_data.rule, callback_data.op
+    value = getattr(rules, name, None) if name in points.RULE_NAMES else None
+    if op == "show" or value is None:
+        help_text = RULE_HELP.get(name)
+        await query.answer(str(help_text) if help_text else name)
+        return
+    if isinstance(value, bool) and op == "flip":
+        raw = "off" if value else "on"
+    elif isinstance(value, int) and op in ("inc", "dec"):
+        raw = str(max(0, value + _step(value) if op == "inc" else value - _step(max(value - 1, 0))))
+    else:
+        await query.answer()
+        return
+    try:
+        rules = await points.set_rule(session, group.id, name, raw)
+    except points.InvalidRule as error:
+        await query.answer(_("Not changed: {reason}").format(reason=error.reason), show_alert=True)
+        return
+    await query.answer(_("{rule} = {value}").format(rule=name, value=rule_value(rules, name)))
+    if isinstance(query.message, Message):
+        try:
+            await query.message.edit_text(settings_text(rules), reply_markup=settings_menu(rules))
+        except TelegramBadRequest as error:
+            if "not modified" not in str(error):
+                log.warning("settings menu not edited: %s", error)
 
 
 # -- showcase (晒单) --------------------------------------------------------------------------------------------

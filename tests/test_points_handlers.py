@@ -298,3 +298,20 @@ async def test_a_pinned_leaderboard_is_kept_up_to_date_in_place(world, session) 
     calls = await s.say(s.owner, "/rank unpin")
     assert "no longer updated" in said(calls) and any(isinstance(c, UnpinChatMessage) for c in calls)
     assert await points.pinned_boards(session) == []
+
+
+async def test_settings_menu_buttons_change_rules_for_admins_only(world, session) -> None:  # type: ignore[no-untyped-def]
+    s = await scene(world, session)
+    [menu] = [c.reply_markup for c in await s.say(s.owner, "/settings") if isinstance(c, SendMessage)]
+    pairs = [(b.text, b.callback_data) for row in menu.inline_keyboard for b in row]
+    plus = next(data for label, data in pairs if label == "＋" and "checkin_base" in data)
+    flip = dict(pairs)["makeup_enabled: ⬜"]
+    refused = await world.press(s.chat, s.alice, plus, message_id=77)
+    assert said(refused) == "Only group admins can do that."
+    pressed = await world.press(s.chat, s.owner, plus, message_id=77)
+    answers = [c for c in pressed if isinstance(c, AnswerCallbackQuery)]
+    edits = [c for c in pressed if isinstance(c, EditMessageText)]
+    assert answers[0].text == "checkin_base = 15" and "<code>checkin_base</code> = 15" in edits[0].text
+    await world.press(s.chat, s.owner, flip, message_id=77)
+    rules = await points.get_rules(session, s.group_id)
+    assert rules.checkin_base == 15 and rules.makeup_enabled is True
