@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import verify_lottery
 from bot.settings import Settings, SettingsError, load_settings
 
 NO_TOKEN = """\
@@ -63,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "group and print the transcript. No token, no network, nothing to configure.")
     demo.add_argument("--database-url", default="", help="database for the demo (default: a temporary SQLite file)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
+    verify_lottery.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "verify-lottery":  # needs no settings, token or database
+        return verify_lottery.run(args)
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -20,6 +20,13 @@ from pydantic import SecretStr
 from bot.runner import run
 from bot.sandbox import Sandbox
 from bot.scenes import Cast, Scene, settle
+from bot.scenes.flashsale import scene_flashsale
+from bot.scenes.invites import scene_invites
+from bot.scenes.lottery import scene_lottery
+from bot.scenes.moderation import scene_moderation
+from bot.scenes.newcomers import scene_newcomers
+from bot.scenes.topics import scene_topics
+from bot.scenes.votes import scene_votes
 from bot.settings import Settings
 
 log = logging.getLogger("qunbot.demo")
@@ -117,14 +124,22 @@ async def scene_shop(cast: Cast) -> None:
         await settle(sb)
 
 
-SCENES: list[tuple[str, Scene]] = [
-    ("The bot joins a group", scene_setup),
-    ("Help", scene_help),
-    ("Group settings", scene_group_settings),
-    ("Daily check-in", scene_checkin),
-    ("Points, tiers and the leaderboard", scene_points),
-    ("The points shop and coupons", scene_shop),
-    ("Privacy: /mydata and /forgetme", scene_privacy),
+# (title, scene, group): a scene with a group title plays in a new group of the brand's (see Cast.new_group).
+SCENES: list[tuple[str, Scene, str | None]] = [
+    ("The bot joins a group", scene_setup, None),
+    ("Help", scene_help, None),
+    ("Group settings", scene_group_settings, None),
+    ("Daily check-in", scene_checkin, None),
+    ("Points, tiers and the leaderboard", scene_points, None),
+    ("The points shop and coupons", scene_shop, None),
+    ("Newcomers: captcha and welcome", scene_newcomers, "Bloom VIP 群"),
+    ("Invite rewards", scene_invites, "Bloom 邀请有礼群"),
+    ("Voting on the next pick, then the group buy", scene_votes, "Bloom 团购群"),
+    ("The scheduler and daily topics", scene_topics, "Bloom 话题群"),
+    ("A provably fair lottery", scene_lottery, "Bloom 福利群"),
+    ("A flash sale (限时秒杀)", scene_flashsale, "Bloom 秒杀群"),
+    ("Moderation: diversion removed, warnings, /mute, /modlog", scene_moderation, "Bloom 交流群"),
+    ("Privacy: /mydata and /forgetme", scene_privacy, None),
 ]
 
 
@@ -148,17 +163,21 @@ async def run_demo(settings: Settings, *, database_url: str = "", quiet: bool = 
             bot_task = asyncio.create_task(run(demo_settings, stop=stop, polling_timeout=1))
             try:
                 await sb.wait_for("deleteWebhook", timeout=30, since=0)  # the bot is up; polling follows
-                cast = Cast(sb)
+                cast = Cast(sb, demo_settings)
                 shown = len(sb.transcript)
-                for title, scene in SCENES:
-                    await scene(cast)
+                for title, scene, group in SCENES:
+                    try:
+                        if group is not None:
+                            await cast.new_group(group)
+                        await scene(cast)
+                    finally:  # a failing scene still shows what happened
+                        if not quiet:
+                            print(f"\n── {title} " + "─" * max(0, 60 - len(title)))
+                            for entry in sb.transcript[shown:]:
+                                print(entry.render())
+                        shown = len(sb.transcript)
                     if bot_task.done():
                         break
-                    if not quiet:
-                        print(f"\n── {title} " + "─" * max(0, 60 - len(title)))
-                        for entry in sb.transcript[shown:]:
-                            print(entry.render())
-                    shown = len(sb.transcript)
             finally:
                 stop.set()
                 await asyncio.wait_for(bot_task, timeout=30)

@@ -4,7 +4,7 @@
 2. DatabaseSession - one AsyncSession per update, handed to handlers as `session`.
 3. Arrival        - one transaction: a redelivered update (same update_id) stops here with no second effect;
                     the group, the person and their membership rows are kept current (`group` / `member`).
-4. Locale         - the group's language, else the sender's, else DEFAULT_LOCALE; as `locale`.
+4. Locale         - a group's language (/lang, else DEFAULT_LOCALE); in private, the person's; as `locale`.
 """
 
 from __future__ import annotations
@@ -104,12 +104,14 @@ class Arrival(BaseMiddleware):
 
 
 class Locale(I18nMiddleware):
-    """The group's language when it has one; otherwise the sender's Telegram language; else the default."""
+    """A group speaks one language: its /lang choice, else DEFAULT_LOCALE (its posts, replies and alerts are seen
+    by everyone, so they must not switch language with whoever pressed last). A private chat speaks the person's
+    Telegram language, else DEFAULT_LOCALE."""
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         group = data.get("group")
-        if group is not None and group.locale:
-            locale = group.locale
+        if group is not None:
+            locale = group.locale or self.i18n.default_locale
         else:
             user: User | None = data.get("event_from_user")
             locale = locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)

@@ -7,12 +7,36 @@ from types import ModuleType
 
 from aiogram import Router
 
-from handlers import admin, checkin, membership, points, privacy, shop, start
+from handlers import (
+    admin,
+    checkin,
+    flashsale,
+    groupbuy,
+    invites,
+    lottery,
+    membership,
+    moderation,
+    newcomers,
+    points,
+    privacy,
+    roles,
+    schedule,
+    shop,
+    start,
+    topics,
+    votes,
+)
 from handlers.common import CommandInfo
 
 # Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
 # moderation) last.
-FEATURES: list[ModuleType] = [membership, start, admin, privacy, checkin, shop, points]
+# roles comes first: it only watches chat_member updates (keeping the admin cache current) and lets them pass.
+# invites comes next for the same reason: it attributes joins and counts newcomers' messages, letting both pass.
+# newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
+FEATURES: list[ModuleType] = [
+    roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
+    schedule, topics, lottery, moderation, points,
+]
 
 
 def get_routers() -> list[Router]:

@@ -26,7 +26,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
-from models import boards, checkin, points
+from models import boards, checkin, points, schedules
 from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
@@ -106,13 +106,17 @@ class BoardEditor:
         self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
         self.pending: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.last_edit: dict[tuple[int, int], float] = {}
+        self.posted: dict[tuple[int, date], int] = {}  # (group id, day) -> the board's message id, once known
+        self.running: set[asyncio.Task[None]] = set()  # edits under way (no longer pending)
 
     def request(self, chat_id: int, message_id: int, group_id: int, day: date, locale: str) -> None:
         key = (chat_id, message_id)
         if key in self.pending:
             return  # an edit is already on its way and will show this check-in too
         delay = max(0.0, self.last_edit.get(key, 0.0) + self.interval - time.monotonic())
-        self.pending[key] = asyncio.create_task(self._edit_later(key, group_id, day, locale, delay))
+        task = self.pending[key] = asyncio.create_task(self._edit_later(key, group_id, day, locale, delay))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
 
     async def _edit_later(self, key: tuple[int, int], group_id: int, day: date, locale: str, delay: float) -> None:
         try:
@@ -134,8 +138,8 @@ class BoardEditor:
 
     async def drain(self) -> None:
         """Wait for pending edits (tests, shutdown)."""
-        while self.pending:
-            await asyncio.gather(*list(self.pending.values()), return_exceptions=True)
+        while self.running:
+            await asyncio.gather(*list(self.running), return_exceptions=True)
 
 
 def board_editor(dispatcher_data: dict, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession],
@@ -165,14 +169,17 @@ async def show_on_board(bot: Bot, session: AsyncSession, group: Group, day: date
                         sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     """Make today's board reflect a new check-in: post it if today has none, else edit it (coalesced)."""
     assert group.id is not None
-    post = await boards.get_post(session, group.id, BOARD_KIND, day.isoformat())
-    if post is None:
-        await post_board(bot, session, group.chat_id, group.id, day)
-        return
-    if post.message_id is None:
-        return  # being posted right now by someone else; it will show this check-in
     editor = board_editor(dispatcher.workflow_data, bot, sessionmaker, i18n)  # type: ignore[attr-defined]
-    editor.request(group.chat_id, post.message_id, group.id, day, i18n.current_locale)
+    message_id = editor.posted.get((group.id, day))
+    if message_id is None:
+        post = await boards.get_post(session, group.id, BOARD_KIND, day.isoformat())
+        if post is None:
+            await post_board(bot, session, group.chat_id, group.id, day)
+            return
+        if post.message_id is None:
+            return  # being posted right now by someone else; it will show this check-in
+        message_id = editor.posted[(group.id, day)] = post.message_id
+    editor.request(group.chat_id, message_id, group.id, day, group.locale or i18n.default_locale)  # a shared post
 
 
 class CheckinKeyword(BaseFilter):
@@ -233,14 +240,15 @@ async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: G
 
 @router.callback_query(CheckinPress.filter(), F.message.chat.type.in_({"group", "supergroup"}))
 async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
+                        checkin_desk: checkin.CheckinDesk) -> None:
     assert group.id is not None
     now = utcnow()
-    result = await checkin.check_in(session, group.id, query.from_user.id, now=now)
+    result = await checkin_desk.check_in(group.id, query.from_user.id, now=now)
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:
-        await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
+        await show_on_board(bot, session, group, result.day, dispatcher, sessionmaker, i18n)
 
 
 async def show_calendar(message: Message, session: AsyncSession, group: Group) -> None:
@@ -308,7 +316,7 @@ async def configure_board(message: Message, bot: Bot, session: AsyncSession, gro
         await message.reply(usage())
         return
     if args[0].lower() == "off":
-        await boards.set_board_settings(session, group.id, time_of_day=None)
+        await schedules.disable_schedule(session, group.id, BOARD_KIND)
         await message.reply(_("The daily check-in board is off. Members can still check in with 签到."))
         return
     when = boards.parse_hh_mm(args[0])
@@ -316,7 +324,9 @@ async def configure_board(message: Message, bot: Bot, session: AsyncSession, gro
         await message.reply(_("“{value}” is not a time. Use HH:MM, e.g. /checkin board 08:00").format(
             value=esc(args[0][:16])))
         return
-    await boards.set_board_settings(session, group.id, time_of_day=when)
+    current = await schedules.get_schedule(session, group.id, BOARD_KIND)  # keeps days set with /schedule
+    await schedules.set_schedule(session, group.id, BOARD_KIND, when,
+                                 weekdays=current.weekdays if current else schedules.ALL_DAYS)
     await message.reply(_("The check-in board will be posted every day at {time} ({zone}).").format(
         time=when, zone=esc(group.timezone)))
 

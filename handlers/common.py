@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Chat, Message, User
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
@@ -35,12 +34,11 @@ def display_name(first_name: str | None, username: str | None = None) -> str:
 
 
 async def is_group_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
-    """Asks Telegram now (getChatMember), so a demoted admin loses power at once."""
-    try:
-        member = await bot.get_chat_member(chat_id, user_id)
-    except TelegramAPIError:
-        return False
-    return member.status in ADMIN_STATUSES
+    """The owner or an admin of the chat, from the per-chat admin cache in handlers/roles.py (refreshed every
+    few minutes; a chat_member update promoting or demoting someone counts at once)."""
+    from handlers.roles import is_chat_admin  # roles builds on this module
+
+    return await is_chat_admin(bot, chat_id, user_id)
 
 
 async def actor_is_admin(bot: Bot, event: Message | CallbackQuery) -> bool:

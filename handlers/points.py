@@ -13,9 +13,12 @@ import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, Dispatcher, F
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -813,12 +816,49 @@ async def chat_points(
     )
     if eligible:
         assert group is not None and group.id is not None and user is not None and text is not None
+        rules = points.rules_of(group)
         length, digest = fingerprint(text)
+        quiet = ChatQuiet.of(dispatcher)
+        if length < rules.chat_min_length or quiet.resting(group.id, user.id):
+            raise SkipHandler()  # cannot earn now: no database work for this message
         result = await points.award_chat(
             session, group.id, user.id, length, digest, key=f"chat:{message.chat.id}:{message.message_id}"
         )
         if result.awarded:
+            quiet.rest(group.id, user.id, rules.chat_cooldown_s)
             await announce_tier_up(
                 dispatcher, bot, group, user.id, display_name(user.first_name, user.username), result.ledger
             )
+        elif result.status == "capped":
+            quiet.rest(group.id, user.id, seconds_to_local_midnight(group.timezone))
     raise SkipHandler()
+
+
+class ChatQuiet:
+    """Members who cannot earn chat points for a while (cooldown after an award, or today's cap reached), known in
+    this process: their messages skip the database. Safe with several processes: the database stays the judge
+    whenever this process has not seen the reason itself."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self.until: OrderedDict[tuple[int, int], float] = OrderedDict()
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> ChatQuiet:
+        return dispatcher.workflow_data.setdefault("chat_quiet", cls())  # type: ignore[no-any-return]
+
+    def rest(self, group_id: int, user_id: int, seconds: float) -> None:
+        self.until[(group_id, user_id)] = time.monotonic() + seconds
+        self.until.move_to_end((group_id, user_id))
+        while len(self.until) > self.size:
+            self.until.popitem(last=False)
+
+    def resting(self, group_id: int, user_id: int) -> bool:
+        until = self.until.get((group_id, user_id))
+        return until is not None and time.monotonic() < until
+
+
+def seconds_to_local_midnight(zone: str) -> float:
+    now = datetime.now(ZoneInfo(zone))
+    tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+    return (tomorrow - now).total_seconds()

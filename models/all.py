@@ -1,8 +1,26 @@
 """Every models module, in the order their tables depend on each other. Alembic and privacy read this list."""
 
-from models import boards, checkin, groups, points, shop
+from models import (
+    boards,
+    checkin,
+    flashsale,
+    groupbuy,
+    groups,
+    invites,
+    lottery,
+    moderation,
+    newcomers,
+    points,
+    roles,
+    schedules,
+    shop,
+    topics,
+    votes,
+)
 
 # Modules that store data about a person provide export_user_data and erase_user_data.
-MODULES = [groups, points, checkin, shop]
+MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, votes, groupbuy, newcomers, flashsale]
 
-__all__ = ["MODULES", "boards", "checkin", "groups", "points", "shop"]
+__all__ = ["MODULES", "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
+           "schedules", "topics", "votes", "groupbuy", "newcomers",
+           "flashsale"]

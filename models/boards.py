@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, Column, ForeignKey, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,7 +79,9 @@ async def get_post(session: AsyncSession, group_id: int, kind: str, slot: str) -
 
 @dataclass(frozen=True, slots=True)
 class BoardSettings:
-    time: str | None  # "HH:MM" in the group's zone; None = no scheduled board
+    # "HH:MM" in the group's zone for a group with no "checkin_board" schedule row (models.schedules): the
+    # 08:00 default, or what older versions stored here; None = off. /checkin board now writes schedule rows.
+    time: str | None
     keywords: tuple[str, ...]
 
 
@@ -97,16 +98,14 @@ def parse_hh_mm(text: str) -> str | None:
 
 
 async def set_board_settings(
-    session: AsyncSession, group_id: int, *, time_of_day: str | None | bool = False, keywords: list[str] | None = None
+    session: AsyncSession, group_id: int, *, keywords: list[str] | None = None
 ) -> BoardSettings:
-    """Change the board time (`None` turns it off; False leaves it) and/or the check-in keywords."""
+    """Change the check-in keywords. (The board's time is a schedule row: models.schedules.set_schedule.)"""
     async with transaction(session):
         group = await session.get(Group, group_id, with_for_update=True)
         assert group is not None
         settings = dict(group.settings or {})
         checkin = dict(settings.get("checkin", {}))
-        if time_of_day is not False:
-            checkin["board_time"] = time_of_day
         if keywords is not None:
             checkin["keywords"] = keywords
         settings["checkin"] = checkin
@@ -145,41 +144,3 @@ async def board_snapshot(session: AsyncSession, group_id: int, day: date, *, lat
             for pts, streak, rank, first_name, username in rows[:latest]
         ]
         return BoardSnapshot(day, len(rows), lines)
-
-
-@dataclass(frozen=True, slots=True)
-class DueBoard:
-    group_id: int
-    chat_id: int
-    timezone: str
-    locale: str | None
-    day: date
-
-
-async def due_boards(session: AsyncSession, now: datetime, grace: timedelta = timedelta(minutes=10)) -> list[DueBoard]:
-    """Active groups whose board time passed less than `grace` ago (local clock) and have no board today."""
-    async with transaction(session):
-        groups = (await session.scalars(select(Group).where(Group.active.is_(True)))).all()  # type: ignore[attr-defined]
-        claimed = {
-            (group_id, slot)
-            for group_id, slot in (
-                await session.execute(
-                    select(Post.group_id, Post.slot).where(
-                        Post.kind == "checkin_board",  # type: ignore[arg-type]
-                        Post.slot >= (now.date() - timedelta(days=2)).isoformat(),  # type: ignore[arg-type]
-                    )
-                )
-            ).all()
-        }
-    due = []
-    for group in groups:
-        when = board_settings(group).time
-        if not when:
-            continue
-        local_now = now.astimezone(ZoneInfo(group.timezone))
-        hour, minute = map(int, when.split(":"))
-        start = datetime.combine(local_now.date(), time(hour, minute), tzinfo=local_now.tzinfo)
-        if start <= local_now < start + grace and (group.id, local_now.date().isoformat()) not in claimed:
-            assert group.id is not None
-            due.append(DueBoard(group.id, group.chat_id, group.timezone, group.locale, local_now.date()))
-    return due

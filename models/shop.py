@@ -404,6 +404,40 @@ async def redeem(
         return coupon
 
 
+async def grant_coupon(
+    session: AsyncSession, group_id: int, user_id: int, item_id: int, *, key: str, now: datetime | None = None
+) -> Coupon:
+    """Give one unit of the item as a prize (lotteries): no points spent, no tier or per-member limit (the
+    giver decided), one unit of stock taken. The coupon's ledger_key is f"grant:{key}"; a redelivered `key`
+    returns the same coupon. Raises ItemNotFound (missing or inactive), OutOfStock; nothing is written then."""
+    now = now or utcnow()
+    ledger_key = f"grant:{key}"
+    async with transaction(session), session.begin_nested():
+        existing = await _by_ledger_key(session, ledger_key)
+        if existing is not None:
+            return existing
+        item = await session.scalar(
+            select(ShopItem).where(ShopItem.id == item_id, ShopItem.group_id == group_id, ShopItem.active.is_(True))  # type: ignore[arg-type,attr-defined]
+        )
+        if item is None:
+            raise ItemNotFound(item_id)
+        taken = await session.scalar(
+            update(ShopItem).where(ShopItem.id == item_id, ShopItem.stock > 0).values(stock=ShopItem.stock - 1)  # type: ignore[arg-type,operator]
+            .returning(ShopItem.stock)  # type: ignore[arg-type]
+        )
+        if taken is None:
+            raise OutOfStock(item_id)
+        claimed = await _claim_code(session, item_id, now)
+        coupon = Coupon(group_id=group_id, item_id=item_id, user_id=user_id, code=claimed[1] if claimed else new_code(),
+                        status="issued", cost=0, issued_at=now, expires_at=now + timedelta(days=item.valid_days),
+                        ledger_key=ledger_key)
+        session.add(coupon)
+        await session.flush()
+        if claimed:
+            await session.execute(update(ShopCode).where(ShopCode.id == claimed[0]).values(coupon_id=coupon.id))  # type: ignore[arg-type]
+        return coupon
+
+
 # -- coupons ---------------------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,12 @@
-"""The scheduler: APScheduler 3.x on the bot's event loop. Jobs turn schedule rows into posts; each feature's
-periodic jobs are listed in `JOBS`. It runs inside `qunbot run`, or alone as `qunbot scheduler`.
+"""The scheduler: APScheduler 3.x on the bot's event loop. It runs inside `qunbot run`, or alone as
+`qunbot scheduler`. Each feature's periodic jobs are listed in `JOBS`.
 
-Every post is claimed in the database before it is sent (models.boards.claim_post), so two schedulers on one
-database never post twice.
+Scheduled posts: the `schedules` rows (models.schedules) are the truth. Every minute `run_schedules` reads
+them and finds the slots that are due (by each group's clock, within the grace window, after quiet hours);
+for each it claims (group, f"{kind}:{ref_id}", local day) in the `posts` table BEFORE calling the kind's
+poster, so only the claimer posts, even with two schedulers on one database. A slot missed by less than the
+grace window (10 minutes) is still posted after a restart; older ones are skipped. Feature modules register
+a poster per kind with `register_poster` when they are imported (at the end of this file).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import boards, groups, shop
 from models.db import utcnow
+from models.schedules import DEFAULT_GRACE, Slot, due_slots
 
 log = logging.getLogger("qunbot.scheduler")
 
@@ -56,35 +61,109 @@ async def expire_coupons(ctx: JobContext) -> None:
         log.info("%s coupons expired", expired)
 
 
-async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> int:
-    """Post today's check-in board in every group whose board time has come (within the grace window)."""
-    from handlers.checkin import post_board  # the board's text and keyboard live with its button handler
+# -- scheduled posts -------------------------------------------------------------------------------------------
 
-    now = now or utcnow()
+# Posts one slot and returns the message id (None: nothing to post). Runs inside the group's locale.
+Poster = Callable[[JobContext, AsyncSession, Slot], Awaitable[int | None]]
+POSTERS: dict[str, Poster] = {}
+QUIET_EXEMPT: set[str] = set()  # kinds that post even inside a group's quiet hours
+
+
+def register_poster(kind: str, poster: Poster, *, quiet_hours: bool = True) -> None:
+    """Let the scheduler post `kind` slots with `poster`. quiet_hours=False: post even inside quiet hours
+    (for posts whose time is a promise to members, e.g. a flash sale's start)."""
+    POSTERS[kind] = poster
+    if quiet_hours:
+        QUIET_EXEMPT.discard(kind)
+    else:
+        QUIET_EXEMPT.add(kind)
+
+
+async def post_slot(ctx: JobContext, slot: Slot) -> bool:
+    """Claim the slot and, if this process won the claim, post it. True if a message went out."""
+    poster = POSTERS.get(slot.kind)
+    if poster is None:
+        return False
     async with ctx.sessionmaker() as session:
-        due = await boards.due_boards(session, now)
+        if not await boards.claim_post(session, slot.group_id, slot.claim_kind, slot.claim_slot):
+            return False  # another scheduler (or an earlier tick) has it
+        try:
+            with ctx.i18n.context(), ctx.i18n.use_locale(slot.locale or ctx.i18n.default_locale):
+                message_id = await poster(ctx, session, slot)
+        except TelegramAPIError as error:
+            # Telegram refused: give the slot back so a later tick inside the grace window may try again.
+            await session.rollback()
+            await boards.release_post(session, slot.group_id, slot.claim_kind, slot.claim_slot)
+            log.warning("%s for chat %s not posted: %s", slot.kind, slot.chat_id, error)
+            return False
+        except Exception:
+            # A bug, not Telegram: keep the claim so a half-done post is not repeated every minute.
+            log.exception("%s for chat %s failed", slot.kind, slot.chat_id)
+            return False
+        if message_id is None:
+            return False
+        await boards.set_post_message(session, slot.group_id, slot.claim_kind, slot.claim_slot, message_id)
+        return True
+
+
+async def run_schedules(
+    ctx: JobContext, now: datetime | None = None, *, kinds: set[str] | None = None, grace: timedelta = DEFAULT_GRACE
+) -> int:
+    """Post every due slot (of `kinds`, default every registered kind). Returns how many posts went out.
+    At most POST_CONCURRENCY posts are in flight; the flow controller paces them under Telegram's limits."""
+    now = now or utcnow()
+    wanted = set(POSTERS) if kinds is None else set(kinds) & set(POSTERS)
+    if not wanted:
+        return 0
+    async with ctx.sessionmaker() as session:
+        slots = await due_slots(session, now, grace=grace, kinds=wanted, quiet_exempt=QUIET_EXEMPT)
     gate = asyncio.Semaphore(POST_CONCURRENCY)
 
-    async def post(board: boards.DueBoard) -> bool:
-        async with gate, ctx.sessionmaker() as session:
-            with ctx.i18n.context(), ctx.i18n.use_locale(board.locale or ctx.i18n.default_locale):
-                try:
-                    return await post_board(ctx.bot, session, board.chat_id, board.group_id, board.day) is not None
-                except TelegramAPIError as error:
-                    log.warning("check-in board for %s not posted: %s", board.chat_id, error)
-                    return False
+    async def post(slot: Slot) -> bool:
+        async with gate:
+            return await post_slot(ctx, slot)
 
-    posted = sum(await asyncio.gather(*(post(board) for board in due)))
+    posted = sum(await asyncio.gather(*(post(slot) for slot in slots)))
     if posted:
-        log.info("posted %s check-in boards", posted)
+        log.info("posted %s scheduled posts", posted)
     return posted
 
+
+async def post_checkin_board(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
+    """The check-in board's poster. None if the board of that day is already up (a member checked in first)."""
+    from handlers.checkin import post_board  # the board's text and keyboard live with its button handler
+
+    return await post_board(ctx.bot, session, slot.chat_id, slot.group_id, slot.local_day)
+
+
+register_poster("checkin_board", post_checkin_board)
+
+
+async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> int:
+    """Post the due check-in boards only (the other kinds wait for their own tick)."""
+    return await run_schedules(ctx, now, kinds={"checkin_board"})
+
+
+# -- every feature's scheduled work ----------------------------------------------------------------------------
+# Feature modules import JobContext, Slot and register_poster from this module, so they are imported HERE, after
+# those exist (never at the top of this file). scheduler/__init__.py imports this module first, so importing a
+# feature module directly also works.
+from scheduler import flashsale, groupbuy, invites, lottery, moderation, newcomers, points, topics, votes  # noqa: E402
 
 # (job, trigger): every periodic job of every feature.
 JOBS: list[tuple[Job, Any]] = [
     (prune_handled_updates, IntervalTrigger(hours=1)),
     (expire_coupons, IntervalTrigger(minutes=15)),
-    (post_checkin_boards, CronTrigger(second=5)),  # every minute, a few seconds past it
+    (run_schedules, CronTrigger(second=5)),  # every minute, a few seconds past it: every scheduled post
+    *topics.JOBS,
+    *votes.JOBS,
+    *groupbuy.JOBS,
+    *invites.JOBS,
+    *newcomers.JOBS,
+    *lottery.JOBS,
+    *moderation.JOBS,
+    *flashsale.JOBS,
+    *points.JOBS,
 ]
 
 

@@ -37,6 +37,7 @@ async def _postgres_engine() -> tuple[AsyncEngine, str]:
         cursor = dbapi_connection.cursor()
         cursor.execute(f'SET search_path TO "{schema}"')
         cursor.close()
+        dbapi_connection.commit()  # the adapter ran SET inside a transaction: commit it, or a rollback undoes it
 
     return engine, schema
 
@@ -74,7 +75,9 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 @pytest.fixture
 def settings():  # type: ignore[no-untyped-def]
-    return load_settings(bot_token="4200:TEST-TOKEN-abcdefghij", _env_file=None, database_url="sqlite+aiosqlite:///:memory:")
+    # Groups without a /lang choice speak DEFAULT_LOCALE: English here, so tests read plainly.
+    return load_settings(bot_token="4200:TEST-TOKEN-abcdefghij", _env_file=None, database_url="sqlite+aiosqlite:///:memory:",
+                         default_locale="en")
 
 
 @pytest.fixture

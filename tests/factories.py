@@ -14,6 +14,7 @@ from aiogram.client.session.base import BaseSession
 from aiogram.methods import (
     AnswerCallbackQuery,
     EditMessageText,
+    GetChatAdministrators,
     GetChatMember,
     GetMe,
     SendDocument,
@@ -60,6 +61,10 @@ class RecordingSession(BaseSession):
             return BOT_USER
         if isinstance(method, GetChatMember):
             return world.member_status(int(method.chat_id), method.user_id)
+        if isinstance(method, GetChatAdministrators):
+            chat_id = int(method.chat_id)
+            ids = {*world.admins.get(chat_id, set()), *([world.owners[chat_id]] if chat_id in world.owners else [])}
+            return [world.member_status(chat_id, user_id) for user_id in sorted(ids)]
         if isinstance(method, SendMessage | SendDocument | EditMessageText):
             chat = world.chats.get(int(method.chat_id or 0)) or Chat(id=int(method.chat_id or 0), type="private")
             message_id = getattr(method, "message_id", None) or next(self.message_ids)
@@ -132,6 +137,12 @@ class World:
 
     async def feed(self, update: Update) -> list[TelegramMethod[Any]]:
         """Feed one update through the real dispatcher; return the methods the bot called for it."""
+        # A test that edits `admins`/`owners` directly stands for Telegram telling the bot (a chat_member update):
+        # the bot's admin cache (handlers/roles.py) forgets what it knew.
+        admins_now = (repr(sorted((chat, sorted(ids)) for chat, ids in self.admins.items())), repr(self.owners))
+        if admins_now != getattr(self, "_admins_seen", admins_now):
+            self.bot.__dict__.pop("_qunbot_admin_cache", None)
+        self._admins_seen = admins_now
         start = len(self.session.calls)
         await self.dp.feed_update(self.bot, update)
         return self.session.calls[start:]

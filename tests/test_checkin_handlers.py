@@ -68,7 +68,7 @@ async def test_scheduler_posts_the_board_once_at_the_groups_time(world) -> None:
     assert await post_checkin_boards(ctx, at_eight) == 1
     assert await post_checkin_boards(ctx, at_eight) == 0  # a second scheduler finds it claimed
     posts = [c for c in world.session.calls[before:] if isinstance(c, SendMessage)]
-    assert len(posts) == 1 and "签到榜 · 2026-11-22" in posts[0].text  # DEFAULT_LOCALE: the group chose none
+    assert len(posts) == 1 and "Check-in board · 2026-11-22" in posts[0].text  # DEFAULT_LOCALE (en in tests)
     # Twenty minutes late (after a long outage) is past the grace window: no stale board the next day either.
     assert await post_checkin_boards(ctx, datetime(2026, 11, 23, 0, 20, tzinfo=UTC)) == 0
 

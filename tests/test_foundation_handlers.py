@@ -83,12 +83,17 @@ async def test_lang_switches_the_group_language(world, session) -> None:  # type
     assert row.locale == "zh_Hant" and row.timezone == "Asia/Taipei"
 
 
-async def test_member_language_is_used_when_the_group_has_none(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_group_speaks_one_language_and_a_private_chat_the_persons(world) -> None:  # type: ignore[no-untyped-def]
     owner = world.user("Owner", language_code="zh-hans")
-    member = world.user("Bob", language_code="en")
+    member = world.user("Bob", language_code="zh-hant")
     group = world.group("Fans", owner=owner)
+    # No /lang choice: DEFAULT_LOCALE (English in the tests' settings), whoever writes.
     assert texts(await world.send(group, member, "/lang en")) == ["Only group admins can do that."]
+    await world.send(group, owner, "/lang zh_Hans")
+    assert texts(await world.send(group, member, "/lang en")) == ["只有群管理员可以这样做。"]
     assert texts(await world.send(group, owner, "/timezone Nowhere/Town"))[0].startswith("“Nowhere/Town”不是有效的时区")
+    private = texts(await world.send(world.private(member), member, "/start"))
+    assert private and private[0] != texts(await world.send(world.private(owner), owner, "/start"))[0]
 
 
 async def test_mydata_exports_and_forgetme_erases_everywhere(world, session) -> None:  # type: ignore[no-untyped-def]

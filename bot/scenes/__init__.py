@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.sandbox import Sandbox
 from bot.sandbox.world import SbChat, SbUser
+from bot.settings import Settings
 
 
 async def settle(sb: Sandbox) -> None:
@@ -17,13 +18,27 @@ async def settle(sb: Sandbox) -> None:
 class Cast:
     """The people and chats of the demo."""
 
-    def __init__(self, sb: Sandbox) -> None:
+    def __init__(self, sb: Sandbox, settings: Settings | None = None) -> None:
         self.sb = sb
+        self.settings = settings  # the bot's settings (database, sandbox URL), for scenes that run a job directly
         self.owner: SbUser = sb.add_user("Lin", username="lin_shop", language_code="zh-hans")
         self.alice: SbUser = sb.add_user("Alice", username="alice", language_code="zh-hans")
         self.bob: SbUser = sb.add_user("Bob", username="bob", language_code="en")
         self.mei: SbUser = sb.add_user("美玲", username="meiling", language_code="zh-hant")
         self.group: SbChat = sb.create_group("Bloom 美妆粉丝群", owner=self.owner, supergroup=True)
+
+    async def new_group(self, title: str) -> SbChat:
+        """Another of the brand's groups, with the bot as admin and the three members in it, as `self.group`.
+
+        Telegram allows a bot 20 messages a minute in one group; the demo's later scenes each get a group of their
+        own (as a brand runs several), so the transcript is not held up by that limit."""
+        sb = self.sb
+        self.group = sb.create_group(title, owner=self.owner, supergroup=True)
+        await sb.add_bot(self.group, by=self.owner, admin=True)
+        for person in (self.alice, self.bob, self.mei):
+            await sb.join(self.group, person)
+        await settle(sb)
+        return self.group
 
 
 Scene = Callable[[Cast], Awaitable[None]]

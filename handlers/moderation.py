@@ -1,0 +1,964 @@
+"""Order in the group: the rules listener (flooding, links, traffic diversion, banned words, new members, locks;
+edited messages too), the warning ladder, manual actions (/warn /unwarn /warns /mute /unmute /kick /ban /unban),
+/report with buttons for the admins, /rules and /setrules, /modset, /setlog and /modlog.
+
+The per-message path is cheap: the group's rules are compiled once per process and re-compiled when the group
+row changes (its updated_at), flood counters live in memory, and a clean message costs no database write (the
+listener lets it pass on to chat points with SkipHandler). Owners, admins, anonymous admins and bot moderators
+are exempt; a channel's automatic forward into its discussion group is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot, Dispatcher, F
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, ChatPermissions, Message
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.common import GROUP_ANONYMOUS_BOT, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
+from handlers.roles import (
+    Target,
+    TargetWords,
+    actor_can_moderate,
+    find_target,
+    is_chat_admin,
+    notify_admins,
+    require_moderator,
+    split_target,
+)
+from models import boards, detection, groups, moderation, roles
+from models.db import utcnow
+from models.groups import Group, Member
+from models.moderation import ModerationRules, Step, format_duration, parse_duration
+
+log = logging.getLogger("qunbot.moderation")
+
+router = Blueprint("moderation")
+
+COMMANDS = [
+    CommandInfo("rules", __("The group's rules"), "member"),
+    CommandInfo("report", __("Reply to a message with /report to alert the admins"), "member"),
+    CommandInfo("warns", __("Your warnings (moderators: reply, @user or id)"), "member"),
+    CommandInfo("warn", __("Warn a member: reply, @user or id, then a reason"), "admin"),
+    CommandInfo("unwarn", __("Remove a member's latest warning"), "admin"),
+    CommandInfo("mute", __("Mute: /mute (reply, @user or id) [10m|2h|1d] [reason]"), "admin"),
+    CommandInfo("unmute", __("Let a muted member speak again"), "admin"),
+    CommandInfo("kick", __("Remove a member (they may rejoin)"), "admin"),
+    CommandInfo("ban", __("Ban: /ban (reply, @user or id) [duration] [reason]"), "admin"),
+    CommandInfo("unban", __("Lift a ban"), "admin"),
+    CommandInfo("setrules", __("Set the text /rules shows"), "admin"),
+    CommandInfo("modset", __("Moderation rules: /modset, /modset preset strict, /modset knob value"), "admin"),
+    CommandInfo("setlog", __("Send moderation alerts to a log chat: /setlog chat_id | off"), "admin"),
+    CommandInfo("modlog", __("Recent moderation actions"), "admin"),
+]
+
+GROUP_TYPES = {"group", "supergroup"}
+IN_GROUP = F.chat.type.in_(GROUP_TYPES)
+DEFAULT_MUTE = 3600
+NOTICES_PER_MINUTE = 6  # bot notices about removed messages per group (Telegram allows 20 posts a minute)
+PACE_MEMORY = 50_000  # members whose recent pace is remembered (least recently seen forgotten first)
+MODLOG_ROWS = 15
+SNIPPET = 300
+DIVERSION_KINDS = {"invite", "channel", "wechat", "qq", "phone"}
+LINK_KINDS = {"link", "invite", "channel"}
+
+RULE_LABELS = {
+    "flood": __("flooding"),
+    "repeat": __("repeating the same message"),
+    "links": __("links"),
+    "diversion": __("traffic diversion (contacts, other groups)"),
+    "banned": __("banned words"),
+    "newcomer": __("links or media from a new member"),
+    "locks": __("locked content"),
+}
+KNOB_HELP = {
+    "enabled": __("moderation on/off"),
+    "dry_run": __("only record what would happen (on/off)"),
+    "flood_messages": __("messages allowed in flood_seconds (0: off)"),
+    "flood_seconds": __("the flood window in seconds"),
+    "flood_repeat": __("identical messages in a row allowed (0: off)"),
+    "links": __("block links (on/off)"),
+    "allowed_domains": __("domains always allowed: add x.com / remove x.com / clear"),
+    "diversion": __("block WeChat/QQ/phone numbers and other groups (on/off)"),
+    "banned_words": __("banned words: add word / add *wild*card / add re:regex / remove / clear"),
+    "newcomer_hours": __("hours new members may not post links or media (0: off)"),
+    "lock_stickers": __("delete stickers (on/off)"),
+    "lock_gifs": __("delete GIFs (on/off)"),
+    "lock_forwards": __("delete forwarded messages (on/off)"),
+    "lock_media": __("delete photos, videos, files and voice (on/off)"),
+    "warn_expiry_days": __("days a warning counts"),
+    "evidence_days": __("days the removed text is kept in the log"),
+    "ladder": __("escalation, e.g. 3:mute1h,5:ban"),
+}
+
+
+class ModButton(CallbackData, prefix="mod"):
+    """A moderator's decision on a reported message: action delete|warn|mute|ban|ignore."""
+
+    action: str
+    chat_id: int
+    user_id: int
+    message_id: int
+
+
+class UsageError(Exception):
+    """Bad command input; the message is already localized."""
+
+
+# -- compiled rules and paces, per dispatcher ------------------------------------------------------------------
+
+
+@dataclass
+class Compiled:
+    stamp: datetime
+    rules: ModerationRules
+    banned: detection.BannedMatcher | None
+
+
+@dataclass(slots=True)
+class Pace:
+    times: deque[float]
+    digest: bytes = b""
+    repeats: int = 0
+
+
+@dataclass
+class ModerationState:
+    """What the listener keeps in memory: compiled rules per group, members' recent pace, notices sent."""
+
+    rules: dict[int, Compiled] = field(default_factory=dict)
+    paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
+    notices: dict[int, deque[float]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher) -> ModerationState:
+        return dispatcher.workflow_data.setdefault("moderation_state", cls())  # type: ignore[no-any-return]
+
+    def compiled(self, group: Group) -> Compiled:
+        """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
+        assert group.id is not None
+        cached = self.rules.get(group.id)
+        if cached is not None and cached.stamp == group.updated_at:
+            return cached
+        rules = moderation.rules_of(group)
+        banned = detection.compile_banned(rules.banned_words) if rules.banned_words else None
+        cached = self.rules[group.id] = Compiled(group.updated_at, rules, banned)
+        return cached
+
+    def pace(self, chat_id: int, user_id: int, text: str | None, rules: ModerationRules, now: float) -> str | None:
+        """Count this message; "flood" or "repeat" when the member went over the limit (then the count restarts,
+        so a burst is punished once per limit reached, not once per message)."""
+        key = (chat_id, user_id)
+        pace = self.paces.get(key)
+        if pace is None:
+            pace = self.paces[key] = Pace(deque(maxlen=max(rules.flood_messages, 1)))
+            if len(self.paces) > PACE_MEMORY:
+                self.paces.popitem(last=False)
+        else:
+            self.paces.move_to_end(key)
+        if rules.flood_messages:
+            if pace.times.maxlen != rules.flood_messages:
+                pace.times = deque(pace.times, maxlen=rules.flood_messages)
+            pace.times.append(now)
+            if len(pace.times) == rules.flood_messages and now - pace.times[0] <= rules.flood_seconds:
+                pace.times.clear()
+                return "flood"
+        if rules.flood_repeat and text:
+            digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=8).digest()
+            pace.repeats = pace.repeats + 1 if digest == pace.digest else 1
+            pace.digest = digest
+            if pace.repeats > rules.flood_repeat:
+                pace.repeats = 0
+                return "repeat"
+        return None
+
+    def may_notify(self, chat_id: int, now: float) -> bool:
+        sent = self.notices.setdefault(chat_id, deque(maxlen=NOTICES_PER_MINUTE))
+        if len(sent) == NOTICES_PER_MINUTE and now - sent[0] < 60:
+            return False
+        sent.append(now)
+        return True
+
+
+# -- what a message breaks -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    detail: str
+
+
+def message_urls(message: Message) -> list[str]:
+    """URLs Telegram carries beside the text: text links and inline-button links."""
+    urls = [e.url for e in (message.entities or []) + (message.caption_entities or []) if e.url]
+    if message.reply_markup is not None:
+        urls += [b.url for row in message.reply_markup.inline_keyboard for b in row if b.url]
+    return urls
+
+
+def has_media(message: Message) -> bool:
+    return any((message.photo, message.video, message.document, message.audio, message.voice, message.video_note,
+                message.animation))
+
+
+def is_new_member(member: Member | None, group: Group, hours: int, now: datetime) -> bool:
+    """Joined less than `hours` ago. Members first seen in the bot's own first `hours` in the group are not new:
+    the bot cannot tell a newcomer from a regular it simply had not met yet."""
+    if member is None or hours <= 0:
+        return False
+    window = timedelta(hours=hours)
+    return now - member.joined_at < window and member.joined_at - group.created_at >= window
+
+
+def find_violation(
+    message: Message, compiled: Compiled, *, new_member: bool, pace: str | None
+) -> Violation | None:
+    """The first rule the message breaks, content first (pure: no I/O)."""
+    rules = compiled.rules
+    text = message.text or message.caption or ""
+    findings = detection.scan(text, message_urls(message), banned=compiled.banned) if text or message.reply_markup \
+        else []
+    for finding in findings:
+        if finding.kind in DIVERSION_KINDS and rules.diversion:
+            return Violation("diversion", f"{finding.kind}:{finding.value}")
+    for finding in findings:
+        if finding.kind == "banned":
+            return Violation("banned", finding.value)
+    links = [f for f in findings if f.kind in LINK_KINDS]
+    if rules.links:
+        for finding in links:
+            if finding.kind != "link" or not detection.domain_allowed(finding.value, rules.allowed_domains):
+                return Violation("links", f"{finding.kind}:{finding.value}")
+    if new_member and (links or has_media(message) or message.sticker):
+        return Violation("newcomer", "link" if links else "media")
+    if rules.lock_stickers and message.sticker:
+        return Violation("locks", "sticker")
+    if rules.lock_gifs and message.animation:
+        return Violation("locks", "gif")
+    if rules.lock_forwards and message.forward_origin is not None:
+        return Violation("locks", "forward")
+    if rules.lock_media and has_media(message) and not message.animation:
+        return Violation("locks", "media")
+    if pace is not None:
+        return Violation(pace, "")
+    return None
+
+
+# -- acting on Telegram ----------------------------------------------------------------------------------------
+
+RIGHT_HELP = {
+    "can_delete_messages": __("Delete messages"),
+    "can_restrict_members": __("Ban users"),
+}
+
+
+async def lacks_right(bot: Bot, session: AsyncSession, group: Group, right: str, error: TelegramAPIError) -> None:
+    """Telegram refused an action: if the bot is missing the right, tell the admins (once a day per right)."""
+    try:
+        me = await bot.get_chat_member(group.chat_id, bot.id)
+    except TelegramAPIError:
+        return
+    if me.status == "creator" or getattr(me, right, False):
+        log.info("moderation action in %s failed: %s", group.chat_id, error)
+        return
+    assert group.id is not None
+    day = utcnow().date().isoformat()
+    if not await boards.claim_post(session, group.id, "mod_right", f"{right}:{day}"):
+        return
+    await notify_admins(
+        bot, session, group,
+        _("⚠️ I can't keep {title} tidy: please make me an admin with the right “{right}”.").format(
+            title=esc(group.title), right=RIGHT_HELP[right]
+        ),
+    )
+
+
+async def delete_message(bot: Bot, session: AsyncSession, group: Group, message_id: int) -> bool:
+    try:
+        return bool(await bot.delete_message(group.chat_id, message_id))
+    except TelegramBadRequest as error:
+        if "not found" not in error.message.lower():  # already gone is fine
+            await lacks_right(bot, session, group, "can_delete_messages", error)
+        return False
+    except TelegramAPIError as error:
+        log.info("delete in %s failed: %s", group.chat_id, error)
+        return False
+
+
+def until(seconds: int | None) -> datetime | None:
+    return utcnow() + timedelta(seconds=seconds) if seconds else None
+
+
+async def restrict(
+    bot: Bot, session: AsyncSession, group: Group, user_id: int, action: str, seconds: int | None = None
+) -> bool:
+    """mute / unmute / kick / ban / unban / ban_sender_chat; False (admins told if a right is missing) on refusal."""
+    chat_id = group.chat_id
+    try:
+        if action == "mute":
+            await bot.restrict_chat_member(chat_id, user_id, ChatPermissions(can_send_messages=False),
+                                           until_date=until(seconds or DEFAULT_MUTE))
+        elif action == "unmute":
+            # Bot API: pass True for all permissions to lift restrictions from a user.
+            everything = {name: True for name in ChatPermissions.model_fields}
+            await bot.restrict_chat_member(chat_id, user_id, ChatPermissions(**everything))
+        elif action == "ban":
+            await bot.ban_chat_member(chat_id, user_id, until_date=until(seconds))
+        elif action == "kick":
+            await bot.ban_chat_member(chat_id, user_id)
+            await bot.unban_chat_member(chat_id, user_id, only_if_banned=True)
+        elif action == "unban":
+            await bot.unban_chat_member(chat_id, user_id, only_if_banned=True)
+        elif action == "ban_sender_chat":
+            await bot.ban_chat_sender_chat(chat_id, user_id)
+        return True
+    except TelegramBadRequest as error:
+        await lacks_right(bot, session, group, "can_restrict_members", error)
+        return False
+    except TelegramAPIError as error:
+        log.info("%s of %s in %s failed: %s", action, user_id, chat_id, error)
+        return False
+
+
+def step_text(step: Step) -> str:
+    if step.action == "mute":
+        return _("muted for {duration}").format(duration=format_duration(step.seconds or DEFAULT_MUTE))
+    if step.action == "kick":
+        return _("removed from the group")
+    if step.seconds:
+        return _("banned for {duration}").format(duration=format_duration(step.seconds))
+    return _("banned")
+
+
+async def apply_step(
+    bot: Bot, session: AsyncSession, group: Group, user_id: int, step: Step, *, actor_id: int | None, rule: str | None,
+    dry_run: bool = False,
+) -> bool:
+    assert group.id is not None
+    done = dry_run or await restrict(bot, session, group, user_id, step.action, step.seconds)
+    if done:
+        await moderation.record_action(
+            session, group_id=group.id, actor_id=actor_id, target_id=user_id, action=step.action, rule=rule,
+            reason=_("ladder: {count} warnings").format(count=step.at) + (
+                f" ({format_duration(step.seconds)})" if step.seconds else ""
+            ), dry_run=dry_run,
+        )
+    return done
+
+
+# -- the listener ----------------------------------------------------------------------------------------------
+
+
+def sender_name(message: Message) -> str:
+    if message.sender_chat is not None:
+        return message.sender_chat.title or "?"
+    user = message.from_user
+    if user is None:
+        return "?"
+    return user.first_name or (f"@{user.username}" if user.username else "?")
+
+
+async def enforce(
+    message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, compiled: Compiled,
+    violation: Violation,
+) -> None:
+    """Delete, warn and escalate (or, in dry-run mode, only record what would have happened)."""
+    assert group.id is not None
+    rules = compiled.rules
+    rule = violation.rule
+    text = message.text or message.caption or ""
+    evidence = (text or violation.detail or None)
+    dry = rules.dry_run
+    ladder_rule = "flood" if rule == "repeat" else rule
+    if message.sender_chat is not None:  # someone writing as one of their channels
+        target = message.sender_chat.id
+        if not dry:
+            await delete_message(bot, session, group, message.message_id)
+        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=target, action="delete",
+                                       rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
+        if dry or await restrict(bot, session, group, target, "ban_sender_chat"):
+            await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=target,
+                                           action="ban_sender_chat", rule=rule, dry_run=dry)
+        return
+    assert message.from_user is not None
+    user_id = message.from_user.id
+    if not dry:
+        await delete_message(bot, session, group, message.message_id)
+    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="delete",
+                                   rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
+    if rules.action_for(ladder_rule) != "warn":
+        return
+    name = esc(sender_name(message))
+    label = str(RULE_LABELS[rule])
+    if dry:
+        count = await moderation.count_warnings(session, group.id, user_id) + 1
+        step = moderation.step_for(rules.ladder_for(ladder_rule), count)
+        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
+                                       rule=rule, dry_run=True)
+        if step is not None:
+            await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
+        return
+    result = await moderation.add_warning(
+        session, group.id, user_id, key=f"msg:{message.chat.id}:{message.message_id}", rule=ladder_rule,
+        reason=label,
+    )
+    if not result.added:
+        return  # this message already cost a warning (an earlier edit of it)
+    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
+                                   rule=rule, reason=label)
+    if result.step is not None and await apply_step(bot, session, group, user_id, result.step, actor_id=None,
+                                                    rule=rule):
+        notice = _("🚫 {name}: message removed ({rule}). {count} warnings: {outcome}.").format(
+            name=name, rule=label, count=result.count, outcome=step_text(result.step)
+        )
+    else:
+        notice = _("⚠️ {name}: message removed ({rule}). Warning {count}.").format(
+            name=name, rule=label, count=result.count
+        )
+    if state.may_notify(message.chat.id, time.monotonic()):
+        try:
+            await bot.send_message(message.chat.id, notice)
+        except TelegramAPIError as error:
+            log.info("notice in %s failed: %s", message.chat.id, error)
+
+
+async def check_message(
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    dispatcher: Dispatcher, *, edited: bool,
+) -> bool:
+    """True when the message broke a rule and was handled (the caller then stops it here)."""
+    if group is None or group.id is None:
+        return False
+    if message.is_automatic_forward or message.new_chat_members or message.left_chat_member:
+        return False  # a linked channel's post in its discussion group, or a service message
+    sender = message.from_user
+    if message.sender_chat is not None:
+        if message.sender_chat.id == message.chat.id:
+            return False  # an anonymous admin
+    elif sender is None or sender.is_bot or sender.id in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT):
+        return False
+    state = ModerationState.of(dispatcher)
+    compiled = state.compiled(group)
+    rules = compiled.rules
+    if not rules.enabled:
+        return False
+    pace = None
+    if not edited and sender is not None and message.sender_chat is None:
+        pace = state.pace(message.chat.id, sender.id, message.text or message.caption, rules, time.monotonic())
+    now = utcnow()
+    new_member = is_new_member(member, group, rules.newcomer_hours, now)
+    violation = find_violation(message, compiled, new_member=new_member, pace=pace)
+    if violation is None:
+        return False
+    if message.sender_chat is None and await actor_can_moderate(bot, session, message):
+        return False  # admins and bot moderators are exempt
+    await enforce(message, bot, session, group, state, compiled, violation)
+    return not compiled.rules.dry_run
+
+
+# -- commands: parsing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionArgs:
+    """A moderation command's arguments: who (unless by reply), an optional duration, a reason."""
+
+    who: TargetWords
+    seconds: int | None
+    reason: str
+
+
+def parse_action_args(args: str | None, *, with_duration: bool) -> ActionArgs:
+    """`[@user|id] [duration] [reason]`. A word that starts like a duration but is not one is a usage error
+    (so "/mute @bob 10x" is refused rather than muting for the default)."""
+    words = split_target((args or "")[:1000])
+    rest = words.rest
+    seconds = None
+    if with_duration and rest:
+        first, _sep, after = rest.partition(" ")
+        if first[:1].isdigit():
+            seconds = parse_duration(first)
+            if seconds is None:
+                raise UsageError(_("“{value}” is not a duration. Use 30s, 10m, 2h, 1d or 1h30m (30 s to 366 days).")
+                                 .format(value=esc(first[:32])))
+            rest = after.strip()
+    reason = " ".join(rest.split())[: moderation.REASON_MAX]
+    return ActionArgs(TargetWords(words.user_id, words.username, ""), seconds, reason)
+
+
+def action_usage(command: str) -> str:
+    if command in ("mute", "ban"):
+        return _("Usage: /{command} (reply to a message, or @username, or id) [duration] [reason]\n"
+                 "Durations: 30s, 10m, 2h, 1d, 1h30m. Example: /{command} @bob 2h flooding").format(command=command)
+    return _("Usage: /{command} (reply to a message, or @username, or id) [reason]\n"
+             "Example: /{command} @bob spam links").format(command=command)
+
+
+def actor_of(message: Message) -> int | None:
+    if message.sender_chat is not None:
+        return message.sender_chat.id
+    return message.from_user.id if message.from_user else None
+
+
+async def resolve(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group, *, with_duration: bool,
+) -> tuple[Target, ActionArgs] | None:
+    """Check the actor now, parse the arguments and find the member; reply with the usage on bad input."""
+    if not await require_moderator(bot, session, message):
+        return None
+    name = command.command.lower()
+    try:
+        args = parse_action_args(command.args, with_duration=with_duration)
+    except UsageError as error:
+        await message.reply(str(error) + "\n" + esc(action_usage(name)))
+        return None
+    target = await find_target(session, message, group, args.who)
+    if target is None:
+        await message.reply(esc(action_usage(name)))
+        return None
+    if target.user_id in (bot.id, actor_of(message)) or (
+        not target.is_sender_chat and await is_chat_admin(bot, message.chat.id, target.user_id)
+    ):
+        await message.reply(_("I won't do that to an admin, to myself or to you."))
+        return None
+    return target, args
+
+
+# -- commands: acting ------------------------------------------------------------------------------------------
+
+
+@router.message(Command("warn"), IN_GROUP)
+async def warn_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group) -> None:
+    assert group.id is not None
+    found = await resolve(message, command, bot, session, group, with_duration=False)
+    if found is None:
+        return
+    target, args = found
+    result = await moderation.add_warning(
+        session, group.id, target.user_id, key=f"cmd:{message.chat.id}:{message.message_id}",
+        issued_by=actor_of(message), reason=args.reason or None,
+    )
+    evidence = None
+    if message.reply_to_message is not None:
+        evidence = message.reply_to_message.text or message.reply_to_message.caption
+    await moderation.record_action(session, group_id=group.id, actor_id=actor_of(message), target_id=target.user_id,
+                                   action="warn", reason=args.reason or None, evidence=evidence)
+    reason = f" ({esc(args.reason)})" if args.reason else ""
+    text = _("⚠️ {name} is warned{reason}. Warnings: {count}.").format(
+        name=esc(target.name), reason=reason, count=result.count
+    )
+    if result.step is not None and await apply_step(bot, session, group, target.user_id, result.step,
+                                                    actor_id=actor_of(message), rule=None):
+        text += " " + _("Outcome: {outcome}.").format(outcome=step_text(result.step))
+    await message.reply(text)
+
+
+@router.message(Command("unwarn"), IN_GROUP)
+async def unwarn_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    assert group.id is not None
+    found = await resolve(message, command, bot, session, group, with_duration=False)
+    if found is None:
+        return
+    target, args = found
+    left = await moderation.revoke_warning(session, group.id, target.user_id, by=actor_of(message))
+    if left is None:
+        await message.reply(_("{name} has no active warnings.").format(name=esc(target.name)))
+        return
+    await moderation.record_action(session, group_id=group.id, actor_id=actor_of(message), target_id=target.user_id,
+                                   action="unwarn", reason=args.reason or None)
+    await message.reply(_("✅ Removed a warning of {name}. Warnings left: {count}.").format(
+        name=esc(target.name), count=left))
+
+
+@router.message(Command("warns"), IN_GROUP)
+async def warns_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    assert group.id is not None
+    asks_about_other = bool((command.args or "").strip()) or message.reply_to_message is not None
+    if asks_about_other:
+        if not await require_moderator(bot, session, message):
+            return
+        target = await find_target(session, message, group, split_target(command.args or ""))
+        if target is None:
+            await message.reply(esc(_("Usage: /warns (yourself), or reply / @username / id (moderators)")))
+            return
+    else:
+        if message.from_user is None or message.sender_chat is not None:
+            return
+        target = Target(message.from_user.id, message.from_user.first_name)
+    rows = await moderation.active_warnings(session, group.id, target.user_id)
+    rules = moderation.rules_of(group)
+    if not rows:
+        await message.reply(_("{name} has no active warnings.").format(name=esc(target.name)))
+        return
+    lines = [_("⚠️ {name}: {count} active warnings (each counts for {days} days).").format(
+        name=esc(target.name), count=len(rows), days=rules.warn_expiry_days)]
+    for row in rows[-10:]:
+        lines.append(f"• {local_time(row.created_at, group.timezone)} — {esc(row.reason or row.rule or '-')}")
+    upcoming = next((step for step in rules.ladder if step.at > len(rows)), None)
+    if upcoming is not None:
+        lines.append(_("At {count}: {outcome}.").format(count=upcoming.at, outcome=step_text(upcoming)))
+    await message.reply("\n".join(lines))
+
+
+async def manual_action(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group, action: str,
+) -> None:
+    assert group.id is not None
+    found = await resolve(message, command, bot, session, group, with_duration=action in ("mute", "ban"))
+    if found is None:
+        return
+    target, args = found
+    if target.is_sender_chat and action not in ("ban",):
+        await message.reply(esc(action_usage(action)))
+        return
+    kind = "ban_sender_chat" if target.is_sender_chat else action
+    seconds = args.seconds if action in ("mute", "ban") else None
+    if action == "mute" and seconds is None:
+        seconds = DEFAULT_MUTE
+    if not await restrict(bot, session, group, target.user_id, kind, seconds):
+        await message.reply(_("Telegram refused that. Check that I am an admin with the right to ban users."))
+        return
+    evidence = None
+    if message.reply_to_message is not None and action in ("mute", "kick", "ban"):
+        evidence = message.reply_to_message.text or message.reply_to_message.caption
+    await moderation.record_action(
+        session, group_id=group.id, actor_id=actor_of(message), target_id=target.user_id, action=kind,
+        reason=" ".join(filter(None, [format_duration(seconds) if seconds else "", args.reason])) or None,
+        evidence=evidence,
+    )
+    name = esc(target.name)
+    duration = format_duration(seconds) if seconds else ""
+    texts = {
+        "mute": _("🔇 {name} is muted for {duration}."),
+        "unmute": _("🔊 {name} may speak again."),
+        "kick": _("👋 {name} was removed from the group."),
+        "ban": _("⛔ {name} is banned for {duration}.") if seconds else _("⛔ {name} is banned."),
+        "unban": _("✅ {name} is no longer banned."),
+    }
+    text = texts[action].format(name=name, duration=duration)
+    if args.reason:
+        text += " " + _("Reason: {reason}").format(reason=esc(args.reason))
+    await message.reply(text)
+
+
+@router.message(Command("mute", "unmute", "kick", "ban", "unban"), IN_GROUP)
+async def restrict_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    await manual_action(message, command, bot, session, group, command.command.lower())
+
+
+# -- /report and its buttons -----------------------------------------------------------------------------------
+
+
+def report_keyboard(chat_id: int, user_id: int, message_id: int) -> Any:
+    keyboard = InlineKeyboardBuilder()
+    for action, label in (("delete", _("🗑 Delete")), ("warn", _("⚠️ Warn")), ("mute", _("🔇 Mute 1h")),
+                          ("ban", _("⛔ Ban")), ("ignore", _("✖️ Ignore"))):
+        keyboard.button(text=label, callback_data=ModButton(action=action, chat_id=chat_id, user_id=user_id,
+                                                            message_id=message_id))
+    keyboard.adjust(3, 2)
+    return keyboard.as_markup()
+
+
+@router.message(Command("report"), IN_GROUP)
+async def report_command(message: Message, bot: Bot, session: AsyncSession, group: Group) -> None:
+    assert group.id is not None
+    reported = message.reply_to_message
+    if reported is None or reported.from_user is None or reported.from_user.id == bot.id:
+        await message.reply(_("Reply to the message you want to report with /report."))
+        return
+    reporter = message.from_user
+    reporter_id = reporter.id if reporter else None
+    target_id = reported.sender_chat.id if reported.sender_chat is not None else reported.from_user.id
+    snippet = (reported.text or reported.caption or "")[:SNIPPET]
+    await moderation.record_action(session, group_id=group.id, actor_id=reporter_id, target_id=target_id,
+                                   action="report", evidence=snippet or None)
+    link = ""
+    if str(message.chat.id).startswith("-100"):
+        link = f"https://t.me/c/{str(message.chat.id)[4:]}/{reported.message_id}"
+    text = _("🚩 Report in {title} by {reporter} about {name}:\n<blockquote>{snippet}</blockquote>{link}").format(
+        title=esc(group.title), reporter=esc(reporter.first_name if reporter else "?"),
+        name=esc(sender_name(reported)), snippet=esc(snippet or "…"), link=f"\n{link}" if link else "",
+    )
+    await notify_admins(bot, session, group, text, report_keyboard(message.chat.id, target_id, reported.message_id))
+    await message.reply(_("Thanks, the admins have been told."))
+
+
+async def can_moderate_chat(bot: Bot, session: AsyncSession, chat_id: int, user_id: int) -> Group | None:
+    """The group, if this person may moderate it right now (for presses made outside the group)."""
+    group = await groups.get_group(session, chat_id)
+    if group is None or group.id is None:
+        return None
+    if await is_chat_admin(bot, chat_id, user_id) or await roles.is_bot_moderator(session, group.id, user_id):
+        return group
+    return None
+
+
+@router.callback_query(ModButton.filter())
+async def report_pressed(query: CallbackQuery, callback_data: ModButton, bot: Bot, session: AsyncSession) -> None:
+    data = callback_data
+    if data.action not in ("delete", "warn", "mute", "ban", "ignore"):
+        await query.answer()
+        return
+    group = await can_moderate_chat(bot, session, data.chat_id, query.from_user.id)
+    if group is None or group.id is None:
+        await query.answer(_("Only group admins and moderators can do that."), show_alert=True)
+        return
+    actor = query.from_user.id
+    if data.action != "ignore" and await is_chat_admin(bot, data.chat_id, data.user_id):
+        await query.answer(_("I won't do that to an admin, to myself or to you."), show_alert=True)
+        return
+    outcome = {"delete": _("deleted"), "warn": _("warned"), "mute": _("muted for 1h"), "ban": _("banned"),
+               "ignore": _("ignored")}[data.action]
+    if data.action in ("delete", "warn", "mute", "ban"):
+        await delete_message(bot, session, group, data.message_id)
+    if data.action == "warn":
+        result = await moderation.add_warning(session, group.id, data.user_id, key=f"report:{data.chat_id}:"
+                                              f"{data.message_id}", issued_by=actor, reason=_("reported"))
+        if result.step is not None:
+            await apply_step(bot, session, group, data.user_id, result.step, actor_id=actor, rule=None)
+    elif data.action in ("mute", "ban"):
+        kind = "ban_sender_chat" if data.user_id < 0 and data.action == "ban" else data.action
+        if not await restrict(bot, session, group, data.user_id, kind, DEFAULT_MUTE if data.action == "mute" else None):
+            await query.answer(_("Telegram refused that. Check that I am an admin with the right to ban users."),
+                               show_alert=True)
+            return
+    await moderation.record_action(session, group_id=group.id, actor_id=actor, target_id=data.user_id,
+                                   action="ignore_report" if data.action == "ignore" else data.action,
+                                   reason=_("reported"))
+    await query.answer(_("Done: {outcome}.").format(outcome=outcome))
+    if isinstance(query.message, Message):
+        text = (query.message.html_text or "") + "\n" + _("➡️ {outcome} by {name}").format(
+            outcome=outcome, name=esc(query.from_user.first_name))
+        try:
+            await query.message.edit_text(text[:4096], reply_markup=None)
+        except TelegramAPIError as error:
+            log.info("could not edit the report: %s", error)
+
+
+# -- /rules and /setrules --------------------------------------------------------------------------------------
+
+
+@router.message(Command("rules"), IN_GROUP)
+async def rules_command(message: Message, group: Group) -> None:
+    text = moderation.rules_of(group).rules_text
+    if not text:
+        await message.reply(_("This group has no written rules yet. Admins set them with /setrules."))
+        return
+    await message.reply(_("📜 <b>Group rules</b>") + "\n" + esc(text))
+
+
+@router.message(Command("setrules"), IN_GROUP)
+async def setrules_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    text = (command.args or "").strip()
+    if not text:
+        await message.reply(esc(_("Usage: /setrules your rules text (several lines are fine)")))
+        return
+    try:
+        await moderation.set_rules_text(session, group.id, text)
+    except moderation.InvalidKnob:
+        await message.reply(_("The rules may be at most {count} characters.").format(count=moderation.RULES_TEXT_MAX))
+        return
+    await message.reply(_("✅ Rules saved. Members read them with /rules."))
+
+
+# -- /modset ---------------------------------------------------------------------------------------------------
+
+
+def knob_value(rules: ModerationRules, name: str) -> str:
+    value = getattr(rules, name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "ladder":
+        return moderation.format_ladder(value)
+    if isinstance(value, list):
+        return ", ".join(value) if value else "-"
+    return str(value)
+
+
+def render_rules(rules: ModerationRules) -> str:
+    lines = [_("<b>Moderation rules</b>")]
+    for name in moderation.KNOBS:
+        lines.append(f"<code>{name}</code> = {esc(knob_value(rules, name)[:300])} — {esc(KNOB_HELP[name])}")
+    for rule, steps in rules.rule_ladders.items():
+        lines.append(f"<code>ladder.{rule}</code> = {esc(moderation.format_ladder(steps))}")
+    for rule, action in rules.rule_actions.items():
+        lines.append(f"<code>action.{rule}</code> = {action}")
+    log_chat = str(rules.log_chat_id) if rules.log_chat_id else _("none (alerts go to admins privately)")
+    lines.append(_("Log chat: {chat}").format(chat=esc(log_chat)))
+    lines += ["", esc(modset_usage())]
+    return "\n".join(lines)
+
+
+def modset_usage() -> str:
+    return _("Usage: /modset preset relaxed|standard|strict\n"
+             "/modset knob value, e.g. /modset flood_messages 8, /modset links off, "
+             "/modset banned add 代购, /modset ladder 3:mute1h,5:ban\n"
+             "Per rule: /modset ladder.flood 2:mute10m,4:ban, /modset action.links delete|warn")
+
+
+@router.message(Command("modset"), IN_GROUP)
+async def modset_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    args = (command.args or "").strip()
+    if not args:
+        await message.reply(render_rules(moderation.rules_of(group)))
+        return
+    name, _sep, value = args.partition(" ")
+    value = value.strip()
+    if not value:
+        await message.reply(esc(modset_usage()))
+        return
+    try:
+        if name.lower() == "preset":
+            rules = await moderation.apply_preset(session, group.id, value.lower())
+            answer = _("✅ Preset {preset} applied.").format(preset=esc(value.lower()))
+        else:
+            rules = await moderation.set_knob(session, group.id, name, value)
+            knob = moderation.knob_name(name)
+            shown = knob_value(rules, knob) if knob in moderation.KNOBS else value
+            answer = _("✅ {knob} is now {value}.").format(knob=esc(knob[:40]), value=esc(shown[:300]))
+    except moderation.InvalidKnob as error:
+        await message.reply(_("Cannot set {knob}: {reason}").format(knob=esc(error.name[:40]), reason=esc(
+            error.reason[:200])) + "\n" + esc(modset_usage()))
+        return
+    await message.reply(answer)
+
+
+# -- /setlog and /modlog ---------------------------------------------------------------------------------------
+
+
+@router.message(Command("setlog"), IN_GROUP)
+async def setlog_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
+) -> None:
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    raw = (command.args or "").strip().lower()
+    if raw in ("off", "none", "-"):
+        await moderation.set_log_chat(session, group.id, None)
+        await message.reply(_("✅ No log chat: alerts go to the admins privately."))
+        return
+    if not raw.lstrip("-").isdigit() or not raw.startswith("-") or len(raw) > 20:
+        await message.reply(esc(_("Usage: /setlog chat_id (a group or channel where I am an admin, e.g. "
+                                  "-1001234567890), or /setlog off")))
+        return
+    chat_id = int(raw)
+    actor = message.from_user.id if message.from_user and message.sender_chat is None else None
+    if actor is not None and not await is_chat_admin(bot, chat_id, actor):
+        await message.reply(_("You must be an admin of that chat too."))
+        return
+    try:
+        await bot.send_message(chat_id, _("📋 This chat now receives the moderation log of {title}.").format(
+            title=esc(group.title)))
+    except TelegramAPIError:
+        await message.reply(_("I can't post in that chat. Add me there as an admin first."))
+        return
+    await moderation.set_log_chat(session, group.id, chat_id)
+    await message.reply(_("✅ Moderation alerts now go to the log chat."))
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    try:
+        return moment.astimezone(ZoneInfo(zone)).strftime("%m-%d %H:%M")
+    except Exception:  # an unknown zone must not break a reply
+        return moment.strftime("%m-%d %H:%M")
+
+
+ACTION_LABELS = {
+    "delete": __("deleted"), "warn": __("warned"), "unwarn": __("unwarned"), "mute": __("muted"),
+    "unmute": __("unmuted"), "kick": __("kicked"), "ban": __("banned"), "unban": __("unbanned"),
+    "report": __("reported"), "ban_sender_chat": __("banned channel"), "ignore_report": __("ignored a report"),
+    "mod_add": __("made moderator"), "mod_remove": __("dismissed moderator"),
+}
+
+
+def names_needed(rows: Iterable[moderation.ModAction]) -> list[int]:
+    return [i for row in rows for i in (row.actor_id, row.target_id) if i is not None and i > 0]
+
+
+@router.message(Command("modlog"), IN_GROUP)
+async def modlog_command(message: Message, bot: Bot, session: AsyncSession, group: Group) -> None:
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    rows = await moderation.recent_actions(session, group.id, MODLOG_ROWS)
+    if not rows:
+        await message.reply(_("No moderation actions yet."))
+        return
+    names = await roles.member_names(session, names_needed(rows))
+    lines = [_("<b>Recent moderation</b>")]
+    for row in rows:
+        actor = _("bot") if row.actor_id is None else names.get(row.actor_id, f"#{row.actor_id}")
+        target = names.get(row.target_id, f"#{row.target_id}") if row.target_id is not None else "-"
+        label = ACTION_LABELS.get(row.action)
+        rule = RULE_LABELS.get(row.rule or "")
+        line = f"{local_time(row.created_at, group.timezone)} · {esc(actor)} → {esc(target)}: " \
+               f"{label if label is not None else esc(row.action)}"
+        if rule is not None:
+            line += f" ({rule})"
+        elif row.reason:
+            line += f" ({esc(row.reason[:60])})"
+        if row.dry_run:
+            line += " " + _("[dry run]")
+        if row.evidence:
+            line += f"\n    <i>{esc(row.evidence[:80])}</i>"
+        lines.append(line)
+    await message.reply("\n".join(lines))
+
+
+# -- the listener: registered after the commands, before chat points -------------------------------------------
+
+
+@router.message(IN_GROUP)
+async def moderate_message(
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    dispatcher: Dispatcher,
+) -> Any:
+    """Every group message: a broken rule stops here (deleted, warned); a clean one goes on to chat points."""
+    if await check_message(message, bot, session, group, member, dispatcher, edited=False):
+        return None
+    raise SkipHandler()
+
+
+@router.edited_message(IN_GROUP)
+async def moderate_edit(
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    dispatcher: Dispatcher,
+) -> Any:
+    """An edit is checked like a new message (a clean message edited into a link is removed)."""
+    if await check_message(message, bot, session, group, member, dispatcher, edited=True):
+        return None
+    raise SkipHandler()

@@ -1,0 +1,586 @@
+"""Votes on group-buy picks (投票选品): /vote new (admins), one button per candidate, a live tally edited in place
+(coalesced), /vote close, the winner announced once, and an admin button that opens a group buy for the winner.
+
+A press is answered privately (an alert); the vote's post is the only message that changes, at most once every
+EDIT_INTERVAL seconds (PostEditor, shared with group buys). The deadline is kept by scheduler/votes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot, F
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyParameters
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
+from models import groupbuy, points, votes
+from models.db import utcnow
+from models.groupbuy import format_cents, parse_cents
+from models.groups import Group
+from models.points import DEFAULT_TIER_NAMES, PointsRules
+
+log = logging.getLogger("qunbot.votes")
+
+router = Blueprint("votes")
+
+COMMANDS = [
+    CommandInfo("vote", __("Votes on the next group-buy pick (admins: /vote new …; /vote help)"), "member"),
+]
+
+GROUP_TYPES = {"group", "supergroup"}
+KEYWORDS = {"投票", "选品投票"}
+EDIT_INTERVAL = 5.0  # seconds between two edits of one post (Telegram: 20 messages a minute per group)
+ALERT_MAX = 200  # answerCallbackQuery text limit
+BAR_WIDTH = 10
+# Defaults of the group buy the winner's button opens (the admin may instead send /groupbuy new with any terms).
+WINNER_MIN_PEOPLE = 3
+WINNER_TOTAL = 100
+WINNER_LIMIT = 5
+WINNER_HOURS = 48
+
+_DURATION_PART = re.compile(
+    r"(\d{1,4})\s*(days|day|d|天|hours|hour|hrs|hr|h|小时|时|minutes|minute|mins|min|m|分钟|分)", re.IGNORECASE
+)
+_OPTION = re.compile(r"^([a-z_]+)=(\S+)$", re.IGNORECASE)
+
+
+class VotePick(CallbackData, prefix="vp"):
+    vote_id: int
+    option_id: int
+
+
+class VoteGroupBuy(CallbackData, prefix="vgb"):
+    vote_id: int
+
+
+class UsageError(Exception):
+    """Bad admin input; the message says what was wrong (already localized)."""
+
+
+# -- a post kept up to date, edits coalesced ---------------------------------------------------------------------
+
+# A post's current text and keyboard; None when there is nothing to edit (closed: the closing edited it).
+Render = Callable[[AsyncSession], Awaitable[tuple[str, InlineKeyboardMarkup | None] | None]]
+
+
+class PostEditor:
+    """Coalesces edits of posts that show live numbers (vote tallies, group-buy counts): however many presses,
+    one post is edited at most once per `interval`, rendered from the database when the edit is made."""
+
+    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
+                 interval: float = EDIT_INTERVAL) -> None:
+        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
+        self.pending: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.last_edit: dict[tuple[int, int], float] = {}
+        self.dirty: set[tuple[int, int]] = set()
+
+    def request(self, chat_id: int, message_id: int, locale: str, render: Render) -> None:
+        key = (chat_id, message_id)
+        if key in self.pending:
+            self.dirty.add(key)  # the edit on its way shows this change, or edits once more right after
+            return
+        self.pending[key] = asyncio.create_task(self._edit(key, locale, render))
+        if len(self.last_edit) > 10_000:  # forget posts not edited for a while
+            now = time.monotonic()
+            for old in [k for k, at in self.last_edit.items() if now - at > self.interval]:
+                del self.last_edit[old]
+
+    async def _edit(self, key: tuple[int, int], locale: str, render: Render) -> None:
+        """One task per post at a time, so edits never overtake each other (the last one shows the latest)."""
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, self.last_edit.get(key, 0.0) + self.interval - time.monotonic()))
+                self.dirty.discard(key)  # what changed until now is rendered below
+                self.last_edit[key] = time.monotonic()
+                await self._edit_once(key, locale, render)
+                if key not in self.dirty:
+                    return
+        finally:
+            self.pending.pop(key, None)
+            self.dirty.discard(key)
+
+    async def _edit_once(self, key: tuple[int, int], locale: str, render: Render) -> None:
+        try:
+            with self.i18n.context(), self.i18n.use_locale(locale):
+                async with self.sessionmaker() as session:
+                    rendered = await render(session)
+            if rendered is None:
+                return
+            text, markup = rendered
+            await self.bot.edit_message_text(text=text, chat_id=key[0], message_id=key[1], reply_markup=markup)
+        except TelegramBadRequest as error:
+            if "not modified" not in str(error):
+                log.warning("post %s not edited: %s", key, error)
+        except TelegramAPIError as error:
+            log.warning("post %s not edited: %s", key, error)
+        except Exception:  # a background task must never die silently
+            log.exception("post %s not edited", key)
+
+    async def drain(self) -> None:
+        """Wait for pending edits (tests, shutdown)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending.values()), return_exceptions=True)
+
+
+def post_editor(dispatcher: object, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession],
+                i18n: I18n) -> PostEditor:
+    """The dispatcher's PostEditor (one per dispatcher: tests and the demo run several)."""
+    data = dispatcher.workflow_data  # type: ignore[attr-defined]
+    editor = data.get("post_editor")
+    if editor is None:
+        editor = data["post_editor"] = PostEditor(bot, sessionmaker, i18n)
+    return editor
+
+
+# -- shared small helpers ------------------------------------------------------------------------------------------
+
+
+def money(cents: int) -> str:
+    return "¥" + format_cents(cents)
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    try:
+        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+    except Exception:  # an unknown zone name must not break a reply
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """"30m", "12h", "2d", "1d12h", "2天", "3小时", "90分钟" -> a timedelta; None if it is not a duration."""
+    raw = text.strip().replace(" ", "")
+    if not raw or _DURATION_PART.sub("", raw):
+        return None
+    total = timedelta()
+    for amount, unit in _DURATION_PART.findall(raw):
+        unit = unit.lower()
+        if unit in ("d", "day", "days", "天"):
+            total += timedelta(days=int(amount))
+        elif unit in ("h", "hr", "hrs", "hour", "hours", "小时", "时"):
+            total += timedelta(hours=int(amount))
+        else:
+            total += timedelta(minutes=int(amount))
+    return total or None
+
+
+def split_parts(args: str) -> list[str]:
+    return [part.strip() for part in args.replace("｜", "|").split("|")]
+
+
+def find_tier(raw: str, rules: PointsRules) -> str | None:
+    """A tier key from its key, custom name or default name (银卡, Silver …)."""
+    value = raw.strip().lower()
+    for tier in rules.tiers:
+        names = {tier.key, tier.name or "", DEFAULT_TIER_NAMES.get(tier.key, ""), tier_label(rules, tier.key)}
+        if value in {name.lower() for name in names if name}:
+            return tier.key
+    return None
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+
+def option_label(option: votes.VoteOption) -> str:
+    name = esc(option.name)
+    if option.link:
+        name = f'<a href="{esc(option.link)}">{name}</a>'
+    return _("{name} {price}").format(name=name, price=money(option.price_cents))
+
+
+def bar(share: float) -> str:
+    filled = round(share * BAR_WIDTH)
+    return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def rules_line(vote: votes.Vote, rules: PointsRules) -> str | None:
+    parts = []
+    if vote.min_hours:
+        parts.append(_("in the group for {hours} h+").format(hours=vote.min_hours))
+    if vote.min_tier:
+        parts.append(_("{tier} and above").format(tier=esc(tier_label(rules, vote.min_tier))))
+    if vote.weights:
+        weights = ", ".join(f"{esc(tier_label(rules, key))} ×{weight}" for key, weight in vote.weights.items())
+        parts.append(_("weights: {weights}").format(weights=weights))
+    if not parts:
+        return None
+    return _("Who votes: {rules}").format(rules="; ".join(parts))
+
+
+def render_vote(result: votes.Tally, rules: PointsRules, zone: str) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The vote's post: candidates with their tally, and one button per candidate while it is open."""
+    vote = result.vote
+    closed = vote.status != "open"
+    weighted = bool(vote.weights)
+    total = sum(entry.total for entry in result.options)
+    head = _("🗳 Vote #{id}: <b>{title}</b>").format(id=vote.id, title=esc(vote.title))
+    if closed:
+        head += " · " + _("closed")
+    lines = [head, ""]
+    for entry in result.options:
+        share = entry.total / total if total else 0.0
+        if weighted:
+            count = _("score {score} · voters {voters}").format(score=entry.total, voters=entry.voters)
+        else:
+            count = _("votes: {votes}").format(votes=entry.voters)
+        lines.append(f"{entry.option.position}. {option_label(entry.option)} — {count}")
+        lines.append(f"    {bar(share)} {share:.0%}")
+    lines.append("")
+    lines.append(_("Voters: {voters}").format(voters=result.voters))
+    extra = rules_line(vote, rules)
+    if extra:
+        lines.append(extra)
+    if closed:
+        if result.winner is not None:
+            lines.append(_("🏆 Winner: {name}").format(name=option_label(result.winner.option)))
+        else:
+            lines.append(_("No votes were cast."))
+        return "\n".join(lines), None
+    lines.append(_("Closes {time}. Tap a candidate to vote; tap another to change your vote.").format(
+        time=local_time(vote.closes_at, zone)))
+    keyboard = InlineKeyboardBuilder()
+    for entry in result.options:
+        assert entry.option.id is not None and vote.id is not None
+        keyboard.button(
+            text=f"{entry.option.position}. {clip(entry.option.name, 24)} · {entry.voters}",
+            callback_data=VotePick(vote_id=vote.id, option_id=entry.option.id),
+        )
+    keyboard.adjust(2 if len(result.options) > 4 else 1)
+    return "\n".join(lines), keyboard.as_markup()
+
+
+def winner_command(option: votes.VoteOption) -> str:
+    """A /groupbuy new command prefilled with the winner, for admins who want other terms than the defaults."""
+    price = format_cents(option.price_cents)
+    return (f"/groupbuy new {option.name} | {price} | {price} | {WINNER_MIN_PEOPLE} | {WINNER_TOTAL} | "
+            f"{WINNER_LIMIT} | {WINNER_HOURS}h")
+
+
+def render_announcement(result: votes.Tally) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The message that announces the result, with the admins' button to open a group buy for the winner."""
+    vote = result.vote
+    winner = result.winner
+    if winner is None:
+        return _("🗳 Vote closed: <b>{title}</b>\nNo votes were cast, so there is no winner.").format(
+            title=esc(vote.title)), None
+    lines = [
+        _("🏆 Vote closed: <b>{title}</b>").format(title=esc(vote.title)),
+        _("Winner: {name} — votes: {votes}, voters: {voters}.").format(
+            name=option_label(winner.option), votes=winner.total, voters=winner.voters),
+    ]
+    if result.tied:
+        lines.append(_("It was a tie on votes: the tie rule (more voters, then the candidate listed first) decided."))
+    lines.append(
+        _("Admins: the button opens a group buy for the winner ({people} people, {total} units, {limit} per member, "
+          "{hours} h). For other terms, send:").format(
+            people=WINNER_MIN_PEOPLE, total=WINNER_TOTAL, limit=WINNER_LIMIT, hours=WINNER_HOURS)
+    )
+    lines.append(f"<code>{esc(winner_command(winner.option))}</code>")
+    keyboard = InlineKeyboardBuilder()
+    assert vote.id is not None
+    keyboard.button(text=_("🛒 Open a group buy for {name}").format(name=clip(winner.option.name, 24)),
+                    callback_data=VoteGroupBuy(vote_id=vote.id))
+    return "\n".join(lines), keyboard.as_markup()
+
+
+def renderer(vote_id: int, group_id: int, zone: str) -> Render:
+    async def render(session: AsyncSession) -> tuple[str, InlineKeyboardMarkup | None] | None:
+        result = await votes.tally(session, vote_id)
+        if result.vote.status != "open":
+            return None  # announce_closing showed the final tally
+        return render_vote(result, await points.get_rules(session, group_id), zone)
+
+    return render
+
+
+async def announce_closing(bot: Bot, session: AsyncSession, chat_id: int, zone: str, result: votes.Tally) -> None:
+    """Show the final tally on the vote's post and announce the winner (once: only the closer calls this)."""
+    vote = result.vote
+    rules = await points.get_rules(session, vote.group_id)
+    text, _markup = render_vote(result, rules, zone)
+    if vote.message_id is not None:
+        try:
+            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=vote.message_id, reply_markup=None)
+        except TelegramBadRequest as error:
+            log.info("vote %s post not edited: %s", vote.id, error)
+    announcement, keyboard = render_announcement(result)
+    reply = (ReplyParameters(message_id=vote.message_id, allow_sending_without_reply=True)
+             if vote.message_id is not None else None)
+    await bot.send_message(chat_id, announcement, reply_markup=keyboard, reply_parameters=reply)
+
+
+# -- /vote -----------------------------------------------------------------------------------------------------
+
+
+def usage(rules: PointsRules) -> str:
+    return _(
+        "Usage: /vote new title | duration | candidate | candidate … [| options]\n"
+        "A candidate: name price [link], e.g. 面膜 39.9 https://shop.example/1 (2 to 10 candidates)\n"
+        "Duration: 30m, 12h, 2d or 1d12h (1 minute to 30 days)\n"
+        "Options: min_hours=24 (in the group at least 24 hours), min_tier=silver, weights=silver:2,gold:3\n"
+        "Tiers: {tiers}. Send the command as a photo's caption to show the photo with the vote.\n"
+        "Example: /vote new 下期团购选品 | 2d | 面膜 39.9 | 精华 129 | 口红 89\n"
+        "/vote close ID — close now and announce the winner; /vote list — open votes\n"
+        "Ties: most votes wins, then most voters, then the candidate listed first."
+    ).format(tiers=", ".join(tier.key for tier in rules.tiers))
+
+
+@dataclass
+class NewVote:
+    title: str
+    duration: timedelta
+    options: list[votes.NewOption]
+    min_hours: int = 0
+    min_tier: str | None = None
+    weights: dict[str, int] | None = None
+
+
+def parse_candidate(raw: str) -> votes.NewOption:
+    words = raw.split()
+    link = None
+    if words and re.match(r"^https?://\S+$", words[-1], re.IGNORECASE):
+        link = words.pop()
+    if len(words) < 2:
+        raise UsageError(_("“{raw}” needs a name and a price, e.g. 面膜 39.9").format(raw=esc(clip(raw, 40))))
+    price = parse_cents(words[-1])
+    if price is None:
+        raise UsageError(_("“{raw}” is not a price (e.g. 39.9).").format(raw=esc(clip(words[-1], 20))))
+    name = " ".join(words[:-1])
+    if len(name) > votes.NAME_MAX:
+        raise UsageError(_("A candidate's name is at most {limit} characters.").format(limit=votes.NAME_MAX))
+    return votes.NewOption(name, price, link)
+
+
+def parse_options(raw: str, rules: PointsRules, new: NewVote) -> None:
+    for word in raw.split():
+        match = _OPTION.match(word)
+        assert match is not None
+        key, value = match[1].lower(), match[2]
+        if key == "min_hours":
+            if not value.isdigit() or int(value) > 24 * 365:
+                raise UsageError(_("min_hours must be a whole number of hours."))
+            new.min_hours = int(value)
+        elif key == "min_tier":
+            tier = find_tier(value, rules)
+            if tier is None:
+                raise UsageError(_("“{raw}” is not a tier of this group.").format(raw=esc(clip(value, 20))))
+            new.min_tier = tier
+        elif key == "weights":
+            weights: dict[str, int] = {}
+            for pair in value.replace("，", ",").split(","):
+                tier_raw, _sep, weight = pair.partition(":")
+                tier = find_tier(tier_raw, rules)
+                if tier is None or not weight.isdigit() or not 1 <= int(weight) <= votes.MAX_WEIGHT:
+                    raise UsageError(_("Weights look like silver:2,gold:3 (tiers of this group, 1 to 100)."))
+                weights[tier] = int(weight)
+            new.weights = weights
+        else:
+            raise UsageError(_("I don't know the option “{option}”.").format(option=esc(clip(key, 20))))
+
+
+def parse_new_vote(args: str, rules: PointsRules) -> NewVote:
+    parts = split_parts(args)
+    if len(parts) < 2 or not parts[0]:
+        raise UsageError(_("Give a title, a duration and at least two candidates."))
+    title = " ".join(parts[0].split())
+    if len(title) > votes.TITLE_MAX:
+        raise UsageError(_("The title is at most {limit} characters.").format(limit=votes.TITLE_MAX))
+    duration = parse_duration(parts[1])
+    if duration is None:
+        raise UsageError(_("“{raw}” is not a duration (e.g. 30m, 12h, 2d).").format(raw=esc(clip(parts[1], 20))))
+    if not votes.MIN_DURATION <= duration <= votes.MAX_DURATION:
+        raise UsageError(_("A vote lasts from 1 minute to 30 days."))
+    new = NewVote(title, duration, [])
+    for part in parts[2:]:
+        if not part:
+            continue
+        if all(_OPTION.match(word) for word in part.split()):
+            parse_options(part, rules, new)
+        else:
+            new.options.append(parse_candidate(part))
+    if not votes.MIN_OPTIONS <= len(new.options) <= votes.MAX_OPTIONS:
+        raise UsageError(_("A vote has 2 to 10 candidates; you gave {count}.").format(count=len(new.options)))
+    return new
+
+
+def group_id(group: Group) -> int:
+    assert group.id is not None
+    return group.id
+
+
+@router.message(Command("vote"), F.chat.type == "private")
+async def vote_in_private(message: Message) -> None:
+    await message.answer(_("Votes belong to a group: send /vote in your group."))
+
+
+@router.message(F.chat.type.in_(GROUP_TYPES), F.text.in_(KEYWORDS))
+async def vote_keyword(message: Message, session: AsyncSession, group: Group) -> None:
+    await list_votes(message, session, group)
+
+
+@router.message(Command("vote"), F.chat.type.in_(GROUP_TYPES))
+async def vote_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group,
+                       dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    args = (command.args or "").strip()
+    sub, _sep, rest = args.partition(" ")
+    sub = sub.lower()
+    gid = group_id(group)
+    zone = group.timezone
+    rules = await points.get_rules(session, gid)
+    if sub == "new":
+        if not await require_admin(bot, message):
+            return
+        try:
+            await new_vote(message, rest, bot, session, gid, zone, rules)
+        except UsageError as error:
+            await message.reply(f"{error}\n\n{esc(usage(rules))}")
+    elif sub == "close":
+        if not await require_admin(bot, message):
+            return
+        await close_command(message, rest, bot, session, gid, zone, rules)
+    elif sub == "list":
+        await list_votes(message, session, group)
+    else:
+        await message.reply(esc(usage(rules)))
+
+
+async def new_vote(message: Message, rest: str, bot: Bot, session: AsyncSession, gid: int, zone: str,
+                   rules: PointsRules) -> None:
+    if not rest.strip():
+        raise UsageError(_("Describe the vote."))
+    new = parse_new_vote(rest, rules)
+    now = utcnow()
+    photo_message_id = message.message_id if message.photo else None
+    creator = message.from_user.id if message.from_user is not None and message.sender_chat is None else None
+    vote = await votes.create_vote(
+        session, gid, new.title, new.options, now + new.duration, created_by=creator, min_hours=new.min_hours,
+        min_tier=new.min_tier, weights=new.weights, photo_message_id=photo_message_id, now=now,
+    )  # fmt: skip
+    assert vote.id is not None
+    text, keyboard = render_vote(await votes.tally(session, vote.id), rules, zone)
+    # With a photo, the vote replies to it, so the photo shows right above the candidates.
+    reply = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True) if message.photo else None
+    sent = await bot.send_message(message.chat.id, text, reply_markup=keyboard, reply_parameters=reply)
+    await votes.set_message(session, vote.id, sent.message_id)
+
+
+async def close_command(message: Message, rest: str, bot: Bot, session: AsyncSession, gid: int, zone: str,
+                        rules: PointsRules) -> None:
+    raw = rest.strip().lstrip("#")
+    if not raw.isdigit():
+        await message.reply(_("Usage: /vote close ID (the # number on the vote; /vote list shows them)"))
+        return
+    closer = message.from_user.id if message.from_user is not None and message.sender_chat is None else None
+    try:
+        result = await votes.close_vote(session, int(raw), group_id=gid, closed_by=closer)
+    except votes.VoteNotFound:
+        await message.reply(_("There is no vote #{id} in this group.").format(id=raw))
+        return
+    if result is None:
+        await message.reply(_("Vote #{id} is already closed.").format(id=raw))
+        return
+    await announce_closing(bot, session, message.chat.id, zone, result)
+
+
+async def list_votes(message: Message, session: AsyncSession, group: Group) -> None:
+    gid, zone = group_id(group), group.timezone
+    open_votes = await votes.open_votes(session, gid)
+    if not open_votes:
+        await message.reply(_("No vote is open. Admins start one with /vote new (see /vote help)."))
+        return
+    lines = [_("<b>Open votes</b>")]
+    for vote in open_votes[:20]:
+        assert vote.id is not None
+        result = await votes.tally(session, vote.id)
+        lines.append(_("#{id} {title} — {voters} voted, closes {time}").format(
+            id=vote.id, title=esc(vote.title), voters=result.voters, time=local_time(vote.closes_at, zone)))
+    lines.append(_("Vote with the buttons on each vote's post."))
+    await message.reply("\n".join(lines))
+
+
+# -- presses ---------------------------------------------------------------------------------------------------
+
+
+@router.callback_query(VotePick.filter(), F.message.chat.type.in_(GROUP_TYPES))
+async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session: AsyncSession, group: Group,
+               dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+    gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
+    try:
+        ballot = await votes.cast_ballot(session, gid, callback_data.vote_id, query.from_user.id,
+                                         callback_data.option_id)
+    except (votes.VoteClosed, votes.VoteNotFound, votes.OptionNotFound):
+        await query.answer(_("This vote is closed."), show_alert=True)
+        return
+    except votes.NotEligible as error:
+        if error.reason == "too_new":
+            text = _("Only members who have been in the group for {hours} hours can vote here.").format(
+                hours=error.hours_needed)
+        else:
+            rules = await points.get_rules(session, gid)
+            text = _("This vote is for {required} members and above; your tier is {tier}.").format(
+                required=tier_label(rules, error.required), tier=tier_label(rules, error.tier))
+        await query.answer(text, show_alert=True)
+        return
+    name = clip(ballot.option.name, 40)
+    if ballot.status == "cast":
+        text = _("✅ You voted for {name}. Tap another candidate to change your vote.").format(name=name)
+    elif ballot.status == "changed":
+        text = _("🔁 Your vote is now for {name}.").format(name=name)
+    else:
+        text = _("You already voted for {name}.").format(name=name)
+    if ballot.weight > 1:
+        text += "\n" + _("Your vote counts ×{weight}.").format(weight=ballot.weight)
+    await query.answer(clip(text, ALERT_MAX), show_alert=True)
+    if ballot.status != "same" and query.message is not None:
+        editor = post_editor(dispatcher, bot, sessionmaker, i18n)
+        editor.request(chat_id, query.message.message_id, i18n.current_locale,
+                       renderer(callback_data.vote_id, gid, zone))
+
+
+@router.callback_query(VoteGroupBuy.filter(), F.message.chat.type.in_(GROUP_TYPES))
+async def open_groupbuy_for_winner(query: CallbackQuery, callback_data: VoteGroupBuy, bot: Bot,
+                                   session: AsyncSession, group: Group) -> None:
+    from handlers.groupbuy import post_groupbuy  # the group-buy post lives with its buttons
+
+    if not await require_admin(bot, query):
+        return
+    gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
+    try:
+        vote = await votes.get_vote(session, callback_data.vote_id, gid)
+    except votes.VoteNotFound:
+        await query.answer(_("This vote is gone."), show_alert=True)
+        return
+    winner = next((o for o in await votes.get_options(session, callback_data.vote_id)
+                   if o.id == vote.winner_option_id), None)
+    if vote.status != "closed" or winner is None:
+        await query.answer(_("This vote has no winner."), show_alert=True)
+        return
+    now = utcnow()
+    row, created = await groupbuy.create_groupbuy(
+        session, gid, winner.name, price_cents=winner.price_cents, group_price_cents=winner.price_cents,
+        min_participants=WINNER_MIN_PEOPLE, total_quantity=WINNER_TOTAL, per_member_limit=WINNER_LIMIT,
+        deadline=now + timedelta(hours=WINNER_HOURS), created_by=query.from_user.id, vote_id=vote.id, now=now,
+    )  # fmt: skip
+    if not created:
+        await query.answer(_("Group buy #{id} for this vote is already open.").format(id=row.id), show_alert=True)
+        return
+    await query.answer(_("Group buy #{id} is open for {name}.").format(id=row.id, name=clip(winner.name, 40)))
+    await post_groupbuy(bot, session, chat_id, zone, row)
