@@ -20,7 +20,7 @@ from pathlib import Path
 from aiogram import Dispatcher
 from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from bot.settings import load_settings
 from handlers.checkin import BoardEditor
@@ -29,6 +29,7 @@ from models.db import create_all, create_engine, create_sessionmaker
 from tests.factories import BOT_USER, World
 
 CONCURRENCY = int(__import__("os").environ.get("BENCH_CONCURRENCY", "64"))
+SCHEMA = "bench_checkin_burst"
 
 
 def press(update_id: int, chat: Chat, user_id: int) -> Update:
@@ -65,9 +66,19 @@ async def main(members: int, database: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = database or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         engine = create_engine(url)
-        if url.startswith("postgresql"):
+        if url.startswith("postgresql"):  # a schema of its own, dropped and made again each run
             async with engine.begin() as connection:
-                await connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+                await connection.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
+                await connection.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
+            await engine.dispose()
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _schema(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f'SET search_path TO "{SCHEMA}"')
+                cursor.close()
+                dbapi_connection.commit()  # keep it even if the connection's first transaction rolls back
+
         await create_all(engine)
         settings = load_settings(_env_file=None, bot_token="4200:BENCH-TOKEN-abcdefghij")
         world = World(settings, create_sessionmaker(engine))

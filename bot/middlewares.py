@@ -71,7 +71,7 @@ class DatabaseSession(BaseMiddleware):
 
 class Arrival(BaseMiddleware):
     """Claim the update_id (a redelivery stops here, with no second effect) and keep the group, the person and
-    their membership rows current, handed to handlers as `group` and `member` (attached to `session`).
+    their membership rows current, handed to handlers as `group` and `member` (read-only snapshots).
 
     Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction for a burst)."""
 
@@ -79,7 +79,6 @@ class Arrival(BaseMiddleware):
         self.desk = groups.ArrivalDesk(sessionmaker, settings.default_timezone)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        session: AsyncSession = data["session"]
         chat: Chat | None = data.get("event_chat")
         user: User | None = data.get("event_from_user")
         in_group = chat is not None and chat.type in GROUP_TYPES
@@ -96,10 +95,9 @@ class Arrival(BaseMiddleware):
         if not arrived.fresh:
             log.info("update %s was already handled; dropped", getattr(event, "update_id", None))
             return None
-        # Recorded by the desk's session; handlers get copies attached to their own (no SQL: load=False).
-        data["group"] = await session.merge(arrived.group, load=False) if arrived.group is not None else None
-        data["member"] = await session.merge(arrived.member, load=False) if arrived.member is not None else None
-        await session.commit()  # merge began a transaction; end it (no SQL) so models functions commit their own
+        # Read-only snapshots, loaded by the desk's transaction (detached): handlers read them and change rows
+        # only through models functions, which load what they write in their own transaction.
+        data["group"], data["member"] = arrived.group, arrived.member
         return await handler(event, data)
 
 

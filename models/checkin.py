@@ -213,12 +213,11 @@ async def check_in_many(
         rules = points.rules_of(group)
         day = local_day(now, group.timezone)
         wanted = list(dict.fromkeys(user_ids))
+        # Statements below run one compiled statement for many rows (executemany), cached across batches.
         inserted = await session.execute(
-            insert(session, Checkin)
-            .values([dict(group_id=group_id, user_id=u, day=day, points=0, streak=0, rank=None, made_up=False,
-                          created_at=now) for u in wanted])
-            .on_conflict_do_nothing()
-            .returning(Checkin.user_id)  # type: ignore[arg-type]
+            insert(session, Checkin).on_conflict_do_nothing().returning(Checkin.user_id),  # type: ignore[arg-type]
+            [dict(group_id=group_id, user_id=u, day=day, points=0, streak=0, rank=None, made_up=False,
+                  created_at=now) for u in wanted],
         )
         fresh_ids = set(inserted.scalars())
         fresh = [u for u in wanted if u in fresh_ids]
@@ -271,10 +270,8 @@ async def _record_fresh(
     streaks = CheckinStreak.__table__.c  # type: ignore[attr-defined]
     ordered = sorted(fresh)  # one lock order for every batch: no deadlocks on PostgreSQL
     await session.execute(
-        insert(session, CheckinStreak)
-        .values([dict(group_id=group_id, user_id=u, current=0, best=0, last_day=None, updated_at=now)
-                 for u in ordered])
-        .on_conflict_do_nothing()
+        insert(session, CheckinStreak).on_conflict_do_nothing(),
+        [dict(group_id=group_id, user_id=u, current=0, best=0, last_day=None, updated_at=now) for u in ordered],
     )
     query = select(streaks.user_id, streaks.current, streaks.best, streaks.last_day).where(
         streaks.group_id == group_id, streaks.user_id.in_(ordered)

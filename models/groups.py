@@ -20,12 +20,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Field, SQLModel
 
 from models.batching import Coalescer
-from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
@@ -163,11 +163,10 @@ async def arrive_many(
         ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
         claimed: set[int] = set()
         if ids:
+            # One compiled statement run for many rows (SQLAlchemy's insertmanyvalues), not a new statement per batch.
             result = await session.execute(
-                insert(session, ProcessedUpdate)
-                .values([dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids])
-                .on_conflict_do_nothing()
-                .returning(ProcessedUpdate.update_id)  # type: ignore[arg-type]
+                insert(session, ProcessedUpdate).on_conflict_do_nothing().returning(ProcessedUpdate.update_id),  # type: ignore[arg-type]
+                [dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids],
             )
             claimed = set(result.scalars())
         fresh = []
@@ -206,12 +205,13 @@ async def arrive_many(
 
 async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool]], now: datetime) -> None:
     users = User.__table__.c  # type: ignore[attr-defined]
-    statement = insert(session, User).values([
+    statement = insert(session, User)
+    new = statement.excluded
+    rows = [
         dict(user_id=p.user_id, first_name=p.first_name[:128], username=p.username, language_code=p.language_code,
              is_bot=p.is_bot, started_at=now if private else None, seen_at=now)
         for p, private in sorted(people, key=lambda item: item[0].user_id)
-    ])
-    new = statement.excluded
+    ]
     await session.execute(statement.on_conflict_do_update(
         index_elements=["user_id"],
         set_={
@@ -221,19 +221,20 @@ async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool
             "started_at": func.coalesce(users.started_at, new.started_at),
             "blocked_at": case((new.started_at.is_not(None), None), else_=users.blocked_at),
         },
-    ))
+    ), rows)
 
 
 async def _upsert_members(
     session: AsyncSession, wanted: dict[tuple[int, int], UserSeen], now: datetime
 ) -> dict[tuple[int, int], Member]:
     members = Member.__table__.c  # type: ignore[attr-defined]
-    statement = (postgresql.insert if is_postgres(session) else sqlite.insert)(Member).values([
+    statement = insert(session, Member)
+    rows = [
         dict(group_id=group_id, user_id=user_id, role="member", language_code=person.language_code, joined_at=now,
              last_seen_at=now)
         for (group_id, user_id), person in sorted(wanted.items(), key=lambda item: item[0])
-    ])
-    gone = members.role.in_(("left", "kicked"))  # seen again after leaving: a member again, from now
+    ]
+    gone = (members.role == "left") | (members.role == "kicked")  # seen again after leaving: a member again
     statement = statement.on_conflict_do_update(
         index_elements=["group_id", "user_id"],
         set_={
@@ -243,8 +244,13 @@ async def _upsert_members(
             "joined_at": case((gone, statement.excluded.joined_at), else_=members.joined_at),
         },
     )
-    rows = await session.scalars(statement.returning(Member), execution_options={"populate_existing": True})
-    return {(m.group_id, m.user_id): m for m in rows}
+    result = await session.execute(statement.returning(*Member.__table__.columns), rows)  # type: ignore[attr-defined]
+    found = {}
+    for row in result:
+        member = Member(**row._mapping)
+        make_transient_to_detached(member)  # a loaded row, not a new one: callers may merge it (load=False)
+        found[(member.group_id, member.user_id)] = member
+    return found
 
 
 class ArrivalDesk:

@@ -668,22 +668,21 @@ async def award_many(
     now = now or utcnow()
     async with transaction(session):
         rules = rules_of(await load_group(session, group_id))
+        # One compiled statement each, run for many rows (executemany), cached across batches.
         await session.execute(
-            insert(session, PointsBalance)
-            .values([dict(group_id=group_id, user_id=a.user_id, balance=0, lifetime_earned=0, updated_at=now)
-                     for a in awards])
-            .on_conflict_do_nothing()
+            insert(session, PointsBalance).on_conflict_do_nothing(),
+            [dict(group_id=group_id, user_id=a.user_id, balance=0, lifetime_earned=0, updated_at=now) for a in awards],
         )
         written = await session.execute(
             insert(session, PointsEntry)
-            .values([
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(PointsEntry.user_id, PointsEntry.id),  # type: ignore[arg-type]
+            [
                 dict(group_id=group_id, user_id=a.user_id, delta=a.amount, kind=kind,
                      reference=a.reference[:REFERENCE_MAX] if a.reference else None, actor_id=None, key=a.key,
                      created_at=now)
                 for a in awards
-            ])
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(PointsEntry.user_id, PointsEntry.id)  # type: ignore[arg-type]
+            ],
         )
         entry_ids = {row[0]: row[1] for row in written}
         applied = [a for a in awards if a.user_id in entry_ids]
