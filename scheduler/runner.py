@@ -27,7 +27,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import boards, groups, shop
-from models.db import utcnow
+from models.db import transaction, utcnow
+from models.points import load_group
 from models.schedules import DEFAULT_GRACE, Slot, due_slots
 
 log = logging.getLogger("qunbot.scheduler")
@@ -142,6 +143,37 @@ register_poster("checkin_board", post_checkin_board)
 async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> int:
     """Post the due check-in boards only (the other kinds wait for their own tick)."""
     return await run_schedules(ctx, now, kinds={"checkin_board"})
+
+
+async def close_due(
+    ctx: JobContext,
+    what: str,
+    due: list[int],
+    close: Callable[[AsyncSession, int], Awaitable[Any]],
+    group_id_of: Callable[[Any], int],
+    announce: Callable[[AsyncSession, Any, Any], Awaitable[None]],
+) -> int:
+    """Close each of `due` (ids of votes, group buys, ...) and announce it in its group's language.
+
+    `close(session, id)` claims the closing in the database and returns what to announce, or None when someone else
+    closed it first; `announce(session, group, closed)` posts it. Returns how many this call closed."""
+    closed = 0
+    for item_id in due:
+        async with ctx.sessionmaker() as session:
+            result = await close(session, item_id)
+            if result is None:
+                continue  # another scheduler (or an admin) closed it
+            closed += 1
+            async with transaction(session):
+                group = await load_group(session, group_id_of(result))
+            with ctx.i18n.context(), ctx.i18n.use_locale(group.locale or ctx.i18n.default_locale):
+                try:
+                    await announce(session, group, result)
+                except TelegramAPIError as error:
+                    log.warning("%s %s closed, but not announced: %s", what, item_id, error)
+    if closed:
+        log.info("closed %s %s", closed, what)
+    return closed
 
 
 # -- every feature's scheduled work ----------------------------------------------------------------------------
