@@ -25,7 +25,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
+from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
 from models import boards, checkin, points, schedules
 from models.clock import local_day
 from models.db import utcnow
@@ -127,7 +127,7 @@ class BoardEditor:
                 snapshot = await boards.board_snapshot(session, group_id, day)
             with self.i18n.context(), self.i18n.use_locale(locale):
                 text, markup = render_board(snapshot), board_keyboard()
-            await self.bot.edit_message_text(text=text, chat_id=key[0], message_id=key[1], reply_markup=markup)
+            await edit_in_place(self.bot, key[0], key[1], text, markup)
         except TelegramBadRequest as error:
             if "not modified" not in str(error):
                 log.warning("board %s not edited: %s", key, error)

@@ -31,7 +31,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin
 from models import flashsale, groups, schedules
 from models.db import utcnow
 from models.flashsale import FlashProduct, FlashRound, FlashSale
@@ -200,15 +200,10 @@ async def edit_post(bot: Bot, chat_id: int, flash_round: FlashRound, zone: str) 
         return
     text, keyboard = render_round(flash_round, zone)
     try:
-        if flash_round.photo_file_id:
-            await bot.edit_message_caption(chat_id=chat_id, message_id=flash_round.message_id, caption=text,
-                                           reply_markup=keyboard)
-        else:
-            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=flash_round.message_id,
-                                        reply_markup=keyboard)
+        await edit_in_place(bot, chat_id, flash_round.message_id, text, keyboard,
+                            caption=bool(flash_round.photo_file_id))
     except TelegramBadRequest as error:
-        if "not modified" not in str(error):
-            log.warning("flash post %s/%s not edited: %s", chat_id, flash_round.message_id, error)
+        log.warning("flash post %s/%s not edited: %s", chat_id, flash_round.message_id, error)
 
 
 class PostEditor:

@@ -16,12 +16,11 @@ import re
 import time
 from datetime import datetime, timedelta
 from datetime import time as clock
-from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
@@ -31,7 +30,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
+from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
 from models import groups, lottery, points, shop
 from models.db import utcnow
 from models.groups import Group
@@ -198,23 +197,10 @@ async def edit_post_now(bot: Bot, session: AsyncSession, lottery_id: int) -> Non
     text, keyboard, place = await current_post(session, lottery_id)
     if place.message_id is None:
         return
-    shown = _shown.setdefault(bot, {})
-    signature = text + (keyboard.model_dump_json() if keyboard is not None else "")
-    if shown.get((place.chat_id, place.message_id)) == signature:
-        return  # the post already says this: an edit would only be refused as "not modified"
     try:
-        await bot.edit_message_text(text=text, chat_id=place.chat_id, message_id=place.message_id,
-                                    reply_markup=keyboard)
-        shown[(place.chat_id, place.message_id)] = signature
-    except TelegramBadRequest as error:
-        if "not modified" not in str(error):
-            log.warning("lottery post %s not edited: %s", lottery_id, error)
+        await edit_in_place(bot, place.chat_id, place.message_id, text, keyboard)
     except TelegramAPIError as error:
         log.warning("lottery post %s not edited: %s", lottery_id, error)
-
-
-# What each lottery post last showed, per bot (tests and the demo run several bots in one process).
-_shown: WeakKeyDictionary[Bot, dict[tuple[int, int], str]] = WeakKeyDictionary()
 
 
 class PostEditor:

@@ -40,6 +40,7 @@ from handlers.common import (
     Blueprint,
     CommandInfo,
     display_name,
+    edit_in_place,
     esc,
     require_admin,
     tier_label,
@@ -449,15 +450,12 @@ async def refresh_pinned_board(bot: Bot, session: AsyncSession, board: points.Pi
     """Edit a pinned leaderboard in place (the scheduler calls this every few minutes). True if it changed."""
     text = await render_leaderboard(session, board.group_id, board.period)
     try:
-        await bot.edit_message_text(text=text, chat_id=board.chat_id, message_id=board.message_id)
+        return await edit_in_place(bot, board.chat_id, board.message_id, text)
     except TelegramBadRequest as error:
-        if "not modified" in str(error):
-            return False
         if "not found" in str(error) or "can't be edited" in str(error):
             await points.set_pinned_board(session, board.group_id, None, None)  # deleted by someone: stop
             return False
         raise
-    return True
 
 
 @router.message(Command("rank"), F.chat.type == "private")

@@ -27,7 +27,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin, tier_label
+from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
 from models import groupbuy, points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents
@@ -122,7 +122,7 @@ class PostEditor:
             if rendered is None:
                 return
             text, markup = rendered
-            await self.bot.edit_message_text(text=text, chat_id=key[0], message_id=key[1], reply_markup=markup)
+            await edit_in_place(self.bot, key[0], key[1], text, markup)
         except TelegramBadRequest as error:
             if "not modified" not in str(error):
                 log.warning("post %s not edited: %s", key, error)
