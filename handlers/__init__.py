@@ -1,5 +1,5 @@
-"""Every feature's Router. `get_routers()` is the order they see updates in; `all_commands()` feeds /help and
-the command menus."""
+"""Every feature's handlers. `FEATURES` is the order they see updates in; `get_routers()` puts them all behind
+one switchboard (see handlers.common.Switchboard); `all_commands()` feeds /help and the command menus."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from handlers import (
     topics,
     votes,
 )
-from handlers.common import CommandInfo
+from handlers.common import CommandInfo, Switchboard
 
 # Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
 # moderation) last.
@@ -40,7 +40,7 @@ FEATURES: list[ModuleType] = [
 
 
 def get_routers() -> list[Router]:
-    return [feature.router.build() for feature in FEATURES]
+    return [Switchboard([feature.router for feature in FEATURES]).build()]
 
 
 def all_commands() -> list[CommandInfo]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
@@ -10,13 +10,13 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc, require_admin
 from models import groups
 from models.clock import is_time_zone
 from models.groups import LOCALES, Group
 
 router = Blueprint("admin")
-router.filter("message", F.chat.type.in_({"group", "supergroup"}))
+router.filter("message", IN_GROUP)
 
 COMMANDS = [
     CommandInfo("lang", __("Set the group's language: zh_Hans, zh_Hant or en"), "admin"),

@@ -14,7 +14,7 @@ import logging
 import time
 from datetime import date
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import BaseFilter, Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -25,7 +25,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
 from models import boards, checkin, points, schedules
 from models.clock import local_day
 from models.db import utcnow
@@ -34,7 +34,7 @@ from models.groups import Group
 log = logging.getLogger("qunbot.checkin")
 
 router = Blueprint("checkin")
-router.filter("message", F.chat.type.in_({"group", "supergroup"}))
+router.filter("message", IN_GROUP)
 
 COMMANDS = [
     CommandInfo("checkin", __("Check in for today (also: 签到, 打卡); /checkin info shows your month"), "member"),
@@ -238,7 +238,7 @@ async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: G
     await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
 
 
-@router.callback_query(CheckinPress.filter(), F.message.chat.type.in_({"group", "supergroup"}))
+@router.callback_query(CheckinPress.filter(), IN_GROUP)
 async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
                         sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
                         checkin_desk: checkin.CheckinDesk) -> None:

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -31,7 +31,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, Keywords, edit_in_place, esc, require_admin
 from models import flashsale, groups, schedules
 from models.db import utcnow
 from models.flashsale import FlashProduct, FlashRound, FlashSale
@@ -46,7 +46,6 @@ COMMANDS = [
     CommandInfo("product", __("The flash-sale catalog: /product add | list | edit | remove"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 KEYWORDS = {"秒杀", "限时秒杀", "秒殺", "限時秒殺"}
 EDIT_INTERVAL = 6.0  # seconds between two edits of one sale post: at most 10 of the group's 20 messages a minute
 ALERT_MAX = 200  # answerCallbackQuery text limit (Bot API: 0-200 characters)
@@ -332,7 +331,7 @@ class Place:
     locale: str
 
 
-@router.callback_query(FlashGrab.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(FlashGrab.filter(), IN_GROUP)
 async def grab_press(query: CallbackQuery, callback_data: FlashGrab, bot: Bot, session: AsyncSession, group: Group,
                      dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     assert group.id is not None
@@ -449,7 +448,7 @@ def parse_id(raw: str) -> int:
     return int(value)
 
 
-@router.message(Command("product"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("product"), IN_GROUP)
 async def product_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                           group: Group) -> None:
     sub, _sep, rest = (command.args or "").strip().partition(" ")
@@ -613,12 +612,12 @@ def parse_new_sale(rest: str) -> NewSale:
     return NewSale(product_id, at, duration, weekdays, once_on, notice)
 
 
-@router.message(F.text.in_(KEYWORDS), F.chat.type.in_(GROUP_TYPES))
+@router.message(Keywords(KEYWORDS), IN_GROUP)
 async def flashsale_keyword(message: Message, session: AsyncSession, group: Group) -> None:
     await sale_list(message, session, group)
 
 
-@router.message(Command("flashsale"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("flashsale"), IN_GROUP)
 async def flashsale_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                             group: Group, dispatcher: Any) -> None:
     sub, _sep, rest = (command.args or "").strip().partition(" ")

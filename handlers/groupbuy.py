@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -26,7 +26,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, esc, require_admin
 from handlers.votes import Render, clip, local_time, money, parse_duration, post_editor, split_parts
 from models import groupbuy, groups
 from models.db import utcnow
@@ -41,7 +41,6 @@ COMMANDS = [
     CommandInfo("groupbuy", __("Group buys (拼团): /groupbuy list; admins: /groupbuy new …, export ID"), "member"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 KEYWORDS = {"拼团", "团购"}
 ALERT_MAX = 200
 QUANTITY_BUTTONS = 3  # join buttons ×1, ×2, ×3 (fewer when the per-member limit is lower)
@@ -240,17 +239,17 @@ def parse_id(raw: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-@router.message(Command("groupbuy"), F.chat.type == "private")
+@router.message(Command("groupbuy"), IN_PRIVATE)
 async def groupbuy_in_private(message: Message) -> None:
     await message.answer(_("Group buys belong to a group: send /groupbuy in your group."))
 
 
-@router.message(F.chat.type.in_(GROUP_TYPES), F.text.in_(KEYWORDS))
+@router.message(IN_GROUP, Keywords(KEYWORDS))
 async def groupbuy_keyword(message: Message, session: AsyncSession, group: Group) -> None:
     await list_groupbuys(message, session, group)
 
 
-@router.message(Command("groupbuy"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("groupbuy"), IN_GROUP)
 async def groupbuy_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                            group: Group) -> None:
     args = (command.args or "").strip()
@@ -348,7 +347,7 @@ async def list_groupbuys(message: Message, session: AsyncSession, group: Group) 
 # -- presses ---------------------------------------------------------------------------------------------------
 
 
-@router.callback_query(GroupBuyPress.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(GroupBuyPress.filter(), IN_GROUP)
 async def press(query: CallbackQuery, callback_data: GroupBuyPress, bot: Bot, session: AsyncSession, group: Group,
                 dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     gid, zone, chat_id, title = group_id(group), group.timezone, group.chat_id, group.title

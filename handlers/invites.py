@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import Bot, Dispatcher, F
+from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
@@ -27,7 +27,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, display_name, esc, require_admin
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, require_admin
 from handlers.points import is_person, names_of
 from models import groups, invites
 from models.db import utcnow
@@ -43,8 +43,6 @@ COMMANDS = [
     CommandInfo("invites", __("Your invitations and the invite leaderboard (admins: /invites help)"), "member"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
-IN_GROUP = F.chat.type.in_(GROUP_TYPES)
 PRESENT = ("member", "administrator", "creator")
 PENDING_CACHE_S = 60.0  # how stale the listener's list of pending newcomers may get (other workers' joins)
 JOINS_BEFORE_WARNING = 3  # service "joined" messages without any chat_member update before admins are warned
@@ -247,7 +245,7 @@ async def tell_inviter_vested(bot: Bot, session: AsyncSession, vested: Vested) -
 # -- /invite ---------------------------------------------------------------------------------------------------
 
 
-@router.message(Command("invite"), F.chat.type == "private")
+@router.message(Command("invite"), IN_PRIVATE)
 async def invite_in_private(message: Message) -> None:
     await message.answer(_("Invite links belong to a group: send /invite in your group to get yours."))
 
@@ -317,7 +315,7 @@ def status_line(invitation: Invitation, name: str, rules: InviteRules, now: date
     return _("✖️ {name} — void: {reason}").format(name=esc(name), reason=str(reason) if reason else "?")
 
 
-@router.message(Command("invites"), F.chat.type == "private")
+@router.message(Command("invites"), IN_PRIVATE)
 async def invites_in_private(message: Message) -> None:
     await message.answer(_("Send /invites in your group to see your invitations there."))
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
@@ -30,7 +30,16 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import (
+    IN_GROUP,
+    IN_PRIVATE,
+    Blueprint,
+    CommandInfo,
+    edit_in_place,
+    esc,
+    require_admin,
+    tier_label,
+)
 from models import groups, lottery, points, shop
 from models.db import utcnow
 from models.groups import Group
@@ -44,7 +53,6 @@ COMMANDS = [
     CommandInfo("lottery", __("Lotteries: running and recent draws (admins: /lottery new …)"), "member"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 EDIT_INTERVAL = 10.0  # seconds between two edits of one lottery post
 CAPTION_MAX = 1024  # Telegram's caption limit (sendDocument)
 NAMES_IN_CAPTION = 10
@@ -435,12 +443,12 @@ def parse_new(args: str, zone: str, rules: points.PointsRules, now: datetime) ->
 # -- /lottery --------------------------------------------------------------------------------------------------
 
 
-@router.message(Command("lottery"), F.chat.type == "private")
+@router.message(Command("lottery"), IN_PRIVATE)
 async def lottery_in_private(message: Message) -> None:
     await message.answer(_("Lotteries belong to a group: send /lottery in your group."))
 
 
-@router.message(Command("lottery"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("lottery"), IN_GROUP)
 async def lottery_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group,
                           dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     words = (command.args or "").strip().split(maxsplit=1)
@@ -593,7 +601,7 @@ async def enter(bot: Bot, session: AsyncSession, lottery_id: int, user_id: int, 
     return text, True
 
 
-@router.callback_query(LotteryEnter.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(LotteryEnter.filter(), IN_GROUP)
 async def enter_press(query: CallbackQuery, callback_data: LotteryEnter, bot: Bot, session: AsyncSession,
                       group: Group | None, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
                       i18n: I18n) -> None:
@@ -621,7 +629,7 @@ def keyword_reply(message: Message, bot: Bot, group: Group | None = None) -> boo
     )
 
 
-@router.message(F.chat.type.in_(GROUP_TYPES), keyword_reply)
+@router.message(IN_GROUP, keyword_reply)
 async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
                         sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     """Enter by replying to a keyword lottery's post with its keyword. Always lets the message go on to later
@@ -643,7 +651,7 @@ async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group
 # -- claiming --------------------------------------------------------------------------------------------------
 
 
-@router.callback_query(LotteryClaim.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(LotteryClaim.filter(), IN_GROUP)
 async def claim_press(query: CallbackQuery, callback_data: LotteryClaim, bot: Bot, session: AsyncSession,
                       group: Group | None, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
                       i18n: I18n) -> None:

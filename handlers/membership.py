@@ -10,7 +10,7 @@ from aiogram.types import ChatMemberUpdated, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, esc, person_seen
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, esc, person_seen
 from models import groups
 from models.groups import Group
 
@@ -37,7 +37,7 @@ def missing_rights_text(rights: dict[str, bool]) -> str:
     return "\n".join(f"• {describe()}" for right, describe in NEEDED_RIGHTS.items() if not rights.get(right))
 
 
-@router.my_chat_member(F.chat.type.in_({"group", "supergroup"}))
+@router.my_chat_member(IN_GROUP)
 async def bot_status_changed(update: ChatMemberUpdated, session: AsyncSession, settings: Settings) -> None:
     old, new = update.old_chat_member.status, update.new_chat_member.status
     rights = bot_rights(update)
@@ -64,12 +64,12 @@ async def bot_status_changed(update: ChatMemberUpdated, session: AsyncSession, s
         )
 
 
-@router.my_chat_member(F.chat.type == "private")
+@router.my_chat_member(IN_PRIVATE)
 async def private_chat_status_changed(update: ChatMemberUpdated, session: AsyncSession) -> None:
     await groups.set_user_blocked(session, update.chat.id, update.new_chat_member.status == "kicked")
 
 
-@router.chat_member(F.chat.type.in_({"group", "supergroup"}))
+@router.chat_member(IN_GROUP)
 async def member_status_changed(update: ChatMemberUpdated, session: AsyncSession, group: Group) -> None:
     who = update.new_chat_member.user
     if who.is_bot:

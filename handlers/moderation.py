@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher, F
+from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
@@ -31,7 +31,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import GROUP_ANONYMOUS_BOT, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
+from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
 from handlers.roles import (
     Target,
     TargetWords,
@@ -68,8 +68,6 @@ COMMANDS = [
     CommandInfo("modlog", __("Recent moderation actions"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
-IN_GROUP = F.chat.type.in_(GROUP_TYPES)
 DEFAULT_MUTE = 3600
 NOTICES_PER_MINUTE = 6  # bot notices about removed messages per group (Telegram allows 20 posts a minute)
 PACE_MEMORY = 50_000  # members whose recent pace is remembered (least recently seen forgotten first)

@@ -50,7 +50,16 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import ADMIN_STATUSES, Blueprint, CommandInfo, esc, person_seen, require_admin
+from handlers.common import (
+    ADMIN_STATUSES,
+    IN_GROUP,
+    IN_PRIVATE,
+    Blueprint,
+    CommandInfo,
+    esc,
+    person_seen,
+    require_admin,
+)
 from handlers.roles import is_chat_admin, notify_admins
 from models import boards, groups, moderation, newcomers
 from models.db import utcnow
@@ -67,7 +76,6 @@ COMMANDS = [
     CommandInfo("antiraid", __("Anti-raid: /antiraid on|off|threshold N|duration 15m"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 INDIVIDUAL_PER_MINUTE = 6  # own messages (challenges, welcomes) per group per minute; the rest share one post
 LOBBY_EDIT_INTERVAL = 10.0  # seconds between two edits of the combined post
 LOBBY_REUSE = 600.0  # the combined post is edited for this long; after that a new one is posted
@@ -474,7 +482,7 @@ async def raid_alert(ctx: Context, until: datetime | None) -> None:
     await notify_admins(ctx.bot, ctx.session, group, text)
 
 
-@router.chat_member(F.chat.type.in_(GROUP_TYPES))
+@router.chat_member(IN_GROUP)
 async def member_changed(update: ChatMemberUpdated, bot: Bot, session: AsyncSession, group: Group | None,
                          dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
                          locale: str) -> Any:
@@ -500,7 +508,7 @@ async def added_by_admin(bot: Bot, chat_id: int, actor: User, user: User) -> boo
     return await is_chat_admin(bot, chat_id, actor.id)
 
 
-@router.message(F.new_chat_members, F.chat.type.in_(GROUP_TYPES))
+@router.message(F.new_chat_members, IN_GROUP)
 async def members_joined(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
     """The service message of a join: the same join as its chat_member update (counted once); it also works for
@@ -518,7 +526,7 @@ async def members_joined(message: Message, bot: Bot, session: AsyncSession, grou
     raise SkipHandler()
 
 
-@router.message(F.left_chat_member, F.chat.type.in_(GROUP_TYPES))
+@router.message(F.left_chat_member, IN_GROUP)
 async def member_left(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
                       sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
     user = message.left_chat_member
@@ -688,12 +696,12 @@ def captcha_status(settings: NewcomerSettings) -> str:
     )
 
 
-@router.message(Command("captcha", "setwelcome", "antiraid"), F.chat.type == "private")
+@router.message(Command("captcha", "setwelcome", "antiraid"), IN_PRIVATE)
 async def settings_in_private(message: Message) -> None:
     await message.answer(_("Send this command in your group (admins only)."))
 
 
-@router.message(Command("captcha"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("captcha"), IN_GROUP)
 async def captcha_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                           group: Group) -> None:
     assert group.id is not None
@@ -730,7 +738,7 @@ def welcome_usage() -> str:
     )
 
 
-@router.message(Command("setwelcome"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("setwelcome"), IN_GROUP)
 async def setwelcome_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                              group: Group, member: Any = None) -> None:
     assert group.id is not None
@@ -776,7 +784,7 @@ def antiraid_status(settings: NewcomerSettings, until: datetime | None, zone: st
     return "\n".join(lines)
 
 
-@router.message(Command("antiraid"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("antiraid"), IN_GROUP)
 async def antiraid_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                            group: Group) -> None:
     assert group.id is not None

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher, F
+from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
@@ -36,9 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import (
     GROUP_ANONYMOUS_BOT,
+    IN_GROUP,
+    IN_PRIVATE,
     TELEGRAM_SERVICE_USER,
     Blueprint,
     CommandInfo,
+    Keywords,
     display_name,
     edit_in_place,
     esc,
@@ -64,8 +67,6 @@ COMMANDS = [
     CommandInfo("settings", __("Show the group's points rules"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
-IN_GROUP = F.chat.type.in_(GROUP_TYPES)
 MAX_ADMIN_AMOUNT = 100_000
 REASON_MAX = 64
 TOP_N = 10
@@ -299,7 +300,7 @@ async def announce_tier_up(
 
 
 @router.message(Command("me"), IN_GROUP)
-@router.message(F.text == "积分", IN_GROUP)
+@router.message(Keywords({"积分"}), IN_GROUP)
 async def me_in_group(message: Message, session: AsyncSession, group: Group | None) -> None:
     user = message.from_user
     if group is None or group.id is None or message.sender_chat is not None or not is_person(user):
@@ -352,7 +353,7 @@ async def me_in_group(message: Message, session: AsyncSession, group: Group | No
     await message.reply("\n".join(lines))
 
 
-@router.message(Command("me"), F.chat.type == "private")
+@router.message(Command("me"), IN_PRIVATE)
 async def me_in_private(message: Message, session: AsyncSession) -> None:
     assert message.from_user is not None
     rows = await memberships_of(session, message.from_user.id)
@@ -377,7 +378,7 @@ async def me_in_private(message: Message, session: AsyncSession) -> None:
 
 
 @router.message(Command("rank"), IN_GROUP)
-@router.message(F.text.in_({"排行", "排行榜"}), IN_GROUP)
+@router.message(Keywords({"排行", "排行榜"}), IN_GROUP)
 async def rank(
     message: Message, bot: Bot, session: AsyncSession, group: Group | None, command: CommandObject | None = None
 ) -> None:
@@ -458,7 +459,7 @@ async def refresh_pinned_board(bot: Bot, session: AsyncSession, board: points.Pi
         raise
 
 
-@router.message(Command("rank"), F.chat.type == "private")
+@router.message(Command("rank"), IN_PRIVATE)
 async def rank_in_private(message: Message) -> None:
     await message.answer(_("Send /rank in a group to see its leaderboard. /me here shows your points everywhere."))
 
@@ -647,7 +648,7 @@ def _step(value: int) -> int:
     return 1 if value < 10 else 5 if value < 100 else 10 if value < 1000 else 100
 
 
-@router.callback_query(SettingsPress.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(SettingsPress.filter(), IN_GROUP)
 async def press_setting(
     query: CallbackQuery, callback_data: SettingsPress, bot: Bot, session: AsyncSession, group: Group | None
 ) -> None:
@@ -734,7 +735,7 @@ async def showcase(
     )
 
 
-@router.callback_query(ShowcaseReview.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(ShowcaseReview.filter(), IN_GROUP)
 async def review_showcase(
     query: CallbackQuery, callback_data: ShowcaseReview, bot: Bot, session: AsyncSession, group: Group | None,
     dispatcher: Dispatcher,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from aiogram import F
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
@@ -14,7 +13,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo
 from models import privacy
 
 router = Blueprint("privacy")
@@ -29,12 +28,12 @@ class ForgetMe(CallbackData, prefix="forget"):
     confirm: bool
 
 
-@router.message(Command("mydata", "forgetme"), F.chat.type != "private")
+@router.message(Command("mydata", "forgetme"), IN_GROUP)
 async def privacy_in_group(message: Message) -> None:
     await message.reply(_("For your privacy, send this command to me in a private chat."))
 
 
-@router.message(Command("mydata"), F.chat.type == "private")
+@router.message(Command("mydata"), IN_PRIVATE)
 async def export_my_data(message: Message, session: AsyncSession) -> None:
     assert message.from_user is not None
     data = await privacy.export_everything(session, message.from_user.id)
@@ -45,7 +44,7 @@ async def export_my_data(message: Message, session: AsyncSession) -> None:
     )
 
 
-@router.message(Command("forgetme"), F.chat.type == "private")
+@router.message(Command("forgetme"), IN_PRIVATE)
 async def ask_to_forget(message: Message) -> None:
     keyboard = InlineKeyboardBuilder()
     keyboard.button(text=_("Yes, erase my data"), callback_data=ForgetMe(confirm=True))
@@ -58,7 +57,7 @@ async def ask_to_forget(message: Message) -> None:
     )
 
 
-@router.callback_query(ForgetMe.filter(), F.message.chat.type == "private")
+@router.callback_query(ForgetMe.filter(), IN_PRIVATE)
 async def forget(query: CallbackQuery, callback_data: ForgetMe, session: AsyncSession) -> None:
     if not callback_data.confirm:
         await query.answer(_("Nothing was erased."))

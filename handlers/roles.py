@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
@@ -24,7 +24,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import ADMIN_STATUSES, Blueprint, CommandInfo, esc
+from handlers.common import ADMIN_STATUSES, GROUP_TYPES, IN_GROUP, Blueprint, CommandInfo, esc
 from models import groups, moderation, roles
 from models.groups import Group
 
@@ -36,7 +36,7 @@ COMMANDS = [
     CommandInfo("mod", __("Bot moderators (owner): /mod add | remove (reply, @user or id), /mod list"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
+
 ADMIN_TTL = 300.0  # seconds an admin list is trusted without a chat_member update
 NOTIFY_MAX_ADMINS = 20  # private alerts per notification
 
@@ -272,14 +272,14 @@ async def find_target(session: AsyncSession, message: Message, group: Group, wor
 # -- keeping the cache current ---------------------------------------------------------------------------------
 
 
-@router.chat_member(F.chat.type.in_(GROUP_TYPES))
+@router.chat_member(IN_GROUP)
 async def member_changed(update: ChatMemberUpdated, bot: Bot) -> Any:
     """A promotion or demotion counts at once. Lets membership record the change too."""
     admin_cache(bot).member_changed(update.chat.id, update.new_chat_member.user.id, update.new_chat_member.status)
     raise SkipHandler()
 
 
-@router.my_chat_member(F.chat.type.in_(GROUP_TYPES))
+@router.my_chat_member(IN_GROUP)
 async def bot_changed(update: ChatMemberUpdated, bot: Bot) -> Any:
     admin_cache(bot).forget(update.chat.id)
     raise SkipHandler()
@@ -297,7 +297,7 @@ def mod_usage() -> str:
     )
 
 
-@router.message(Command("mod"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("mod"), IN_GROUP)
 async def mod_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group) -> None:
     assert group.id is not None
     words = (command.args or "").strip().split(maxsplit=1)

@@ -10,7 +10,7 @@ The scheduler reads the rows every minute, so a change applies from the next min
 
 from __future__ import annotations
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
@@ -18,12 +18,12 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc, require_admin
 from models import schedules
 from models.groups import Group
 
 router = Blueprint("schedule")
-router.filter("message", F.chat.type.in_({"group", "supergroup"}))
+router.filter("message", IN_GROUP)
 
 COMMANDS = [
     CommandInfo("schedule", __("Scheduled posts: /schedule set board|topic HH:MM [days], /schedule off topic, "

@@ -17,7 +17,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher, F
+from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -27,7 +27,18 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, actor_is_admin, display_name, esc, require_admin, tier_label
+from handlers.common import (
+    IN_GROUP,
+    IN_PRIVATE,
+    Blueprint,
+    CommandInfo,
+    Keywords,
+    actor_is_admin,
+    display_name,
+    esc,
+    require_admin,
+    tier_label,
+)
 from models import groups, points, shop
 from models.db import utcnow
 from models.groups import Group
@@ -43,7 +54,6 @@ COMMANDS = [
     CommandInfo("coupon", __("Cancel an unused coupon and refund it: /coupon cancel CODE"), "admin"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 KEYWORDS = {"积分商城", "兑换"}
 EDIT_INTERVAL = 10.0  # seconds between two edits of one shop message
 MAX_LISTED = 30  # items in one shop message (Telegram: 4096 characters, 100 buttons)
@@ -338,12 +348,12 @@ def parse_edit(args: str, rules: PointsRules) -> tuple[int, dict[str, Any]]:
 # -- /shop -----------------------------------------------------------------------------------------------------
 
 
-@router.message(Command("shop"), F.chat.type == "private")
+@router.message(Command("shop"), IN_PRIVATE)
 async def shop_in_private(message: Message) -> None:
     await message.answer(_("The shop belongs to a group: send /shop in your group to see its items."))
 
 
-@router.message(Command("shop"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("shop"), IN_GROUP)
 async def shop_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group) -> None:
     args = (command.args or "").strip()
     words = args.split(maxsplit=1)
@@ -360,7 +370,7 @@ async def shop_command(message: Message, command: CommandObject, bot: Bot, sessi
         await show_shop(message, session, group)
 
 
-@router.message(F.chat.type.in_(GROUP_TYPES), F.text.in_(KEYWORDS))
+@router.message(IN_GROUP, Keywords(KEYWORDS))
 async def shop_keyword(message: Message, session: AsyncSession, group: Group) -> None:
     await show_shop(message, session, group)
 
@@ -484,7 +494,7 @@ async def shop_list_all(message: Message, session: AsyncSession, group: Group, r
 # -- redeeming -------------------------------------------------------------------------------------------------
 
 
-@router.callback_query(ShopRedeem.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(ShopRedeem.filter(), IN_GROUP)
 async def redeem(
     query: CallbackQuery, callback_data: ShopRedeem, bot: Bot, session: AsyncSession, group: Group,
     dispatcher: Dispatcher,
@@ -595,7 +605,7 @@ async def refresh_shop_message(
 # -- coupons ---------------------------------------------------------------------------------------------------
 
 
-@router.message(Command("mycoupons"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("mycoupons"), IN_GROUP)
 async def my_coupons_in_group(message: Message, session: AsyncSession, group: Group) -> None:
     assert message.from_user is not None
     gid, zone = group_id(group), group.timezone
@@ -624,7 +634,7 @@ async def my_coupons_in_group(message: Message, session: AsyncSession, group: Gr
     await message.reply("\n".join(lines))
 
 
-@router.message(Command("mycoupons"), F.chat.type == "private")
+@router.message(Command("mycoupons"), IN_PRIVATE)
 async def my_coupons_in_private(message: Message, session: AsyncSession) -> None:
     assert message.from_user is not None
     coupons = await shop.my_coupons(session, None, message.from_user.id)
@@ -670,7 +680,7 @@ async def item_names(session: AsyncSession, coupons: Iterable[Coupon]) -> dict[t
 # -- staff -----------------------------------------------------------------------------------------------------
 
 
-@router.message(Command("verify", "coupon"), F.chat.type == "private")
+@router.message(Command("verify", "coupon"), IN_PRIVATE)
 async def staff_in_private(message: Message) -> None:
     await message.answer(_("Send this in the group the coupon belongs to (admins only)."))
 
@@ -683,7 +693,7 @@ def cancel_usage() -> str:
     return _("Usage: /coupon cancel CODE\nExample: /coupon cancel QB-7KQM-X3PD")
 
 
-@router.message(Command("verify"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("verify"), IN_GROUP)
 async def verify(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group) -> None:
     if not await require_admin(bot, message):
         return
@@ -723,7 +733,7 @@ async def verify(message: Message, command: CommandObject, bot: Bot, session: As
         await message.reply(_("🚫 This coupon ({item}) was cancelled.").format(item=name))
 
 
-@router.message(Command("coupon"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("coupon"), IN_GROUP)
 async def coupon_command(
     message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group
 ) -> None:

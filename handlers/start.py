@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
-from handlers.common import Blueprint, CommandInfo, actor_is_admin, esc
+from handlers.common import IN_PRIVATE, Blueprint, CommandInfo, actor_is_admin, esc
 
 router = Blueprint("start")
 
@@ -31,7 +31,7 @@ def help_text(*, admin: bool) -> str:
     return "\n".join(lines)
 
 
-@router.message(CommandStart(), F.chat.type == "private")
+@router.message(CommandStart(), IN_PRIVATE)
 async def start(message: Message) -> None:
     await message.answer(
         _("Hello! I look after brand fan groups, VIP groups and group-buy groups. "

@@ -21,7 +21,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import Blueprint, CommandInfo, display_name, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, display_name, esc, require_admin
 from handlers.points import announce_tier_up, is_person
 from models import points, topics
 from models.clock import local_day
@@ -31,7 +31,7 @@ from models.groups import Group
 log = logging.getLogger("qunbot.topics")
 
 router = Blueprint("topics")
-router.filter("message", F.chat.type.in_({"group", "supergroup"}))
+router.filter("message", IN_GROUP)
 
 COMMANDS = [
     CommandInfo("topic", __("Daily topics: /topic list | add text | remove ID | import (a .txt file) | now"), "admin"),

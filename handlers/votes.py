@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -27,7 +27,17 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import (
+    IN_GROUP,
+    IN_PRIVATE,
+    Blueprint,
+    CommandInfo,
+    Keywords,
+    edit_in_place,
+    esc,
+    require_admin,
+    tier_label,
+)
 from models import groupbuy, points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents
@@ -42,7 +52,6 @@ COMMANDS = [
     CommandInfo("vote", __("Votes on the next group-buy pick (admins: /vote new …; /vote help)"), "member"),
 ]
 
-GROUP_TYPES = {"group", "supergroup"}
 KEYWORDS = {"投票", "选品投票"}
 EDIT_INTERVAL = 5.0  # seconds between two edits of one post (Telegram: 20 messages a minute per group)
 ALERT_MAX = 200  # answerCallbackQuery text limit
@@ -426,17 +435,17 @@ def group_id(group: Group) -> int:
     return group.id
 
 
-@router.message(Command("vote"), F.chat.type == "private")
+@router.message(Command("vote"), IN_PRIVATE)
 async def vote_in_private(message: Message) -> None:
     await message.answer(_("Votes belong to a group: send /vote in your group."))
 
 
-@router.message(F.chat.type.in_(GROUP_TYPES), F.text.in_(KEYWORDS))
+@router.message(IN_GROUP, Keywords(KEYWORDS))
 async def vote_keyword(message: Message, session: AsyncSession, group: Group) -> None:
     await list_votes(message, session, group)
 
 
-@router.message(Command("vote"), F.chat.type.in_(GROUP_TYPES))
+@router.message(Command("vote"), IN_GROUP)
 async def vote_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group,
                        dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     args = (command.args or "").strip()
@@ -519,7 +528,7 @@ async def list_votes(message: Message, session: AsyncSession, group: Group) -> N
 # -- presses ---------------------------------------------------------------------------------------------------
 
 
-@router.callback_query(VotePick.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(VotePick.filter(), IN_GROUP)
 async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session: AsyncSession, group: Group,
                dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
@@ -555,7 +564,7 @@ async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session:
                        renderer(callback_data.vote_id, gid, zone))
 
 
-@router.callback_query(VoteGroupBuy.filter(), F.message.chat.type.in_(GROUP_TYPES))
+@router.callback_query(VoteGroupBuy.filter(), IN_GROUP)
 async def open_groupbuy_for_winner(query: CallbackQuery, callback_data: VoteGroupBuy, bot: Bot,
                                    session: AsyncSession, group: Group) -> None:
     from handlers.groupbuy import post_groupbuy  # the group-buy post lives with its buttons
