@@ -1,7 +1,7 @@
 """Middlewares, registered in one place (`register_middlewares`), outermost first:
 
 1. ErrorBoundary  - one bad update never stops the bot; the person gets a short localized apology.
-2. DatabaseSession - one AsyncSession per update, handed to handlers as `session`.
+2. DatabaseSession - one AsyncSession per update, handed to handlers as `session` (closed if it was used).
 3. Arrival        - one transaction: a redelivered update (same update_id) stops here with no second effect;
                     the group, the person and their membership rows are kept current (`group` / `member`).
 4. Locale         - a group's language (/lang, else DEFAULT_LOCALE); in private, the person's; as `locale`.
@@ -64,9 +64,15 @@ class DatabaseSession(BaseMiddleware):
         self.sessionmaker = sessionmaker
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with self.sessionmaker() as session:
-            data["session"] = session
+        session = self.sessionmaker()
+        data["session"] = session
+        try:
             return await handler(event, data)
+        finally:
+            # Most updates (ordinary chatter) never use their session. Closing one that holds no transaction and
+            # no objects releases nothing, and costs more than all of a plain message's own work.
+            if session.in_transaction() or session.sync_session.identity_map:
+                await session.close()
 
 
 class Arrival(BaseMiddleware):
@@ -91,6 +97,7 @@ class Arrival(BaseMiddleware):
             person=person,
             private=chat is not None and chat.type == "private",
             member=in_group and person is not None and not _is_leaving(event),
+            routine=_is_routine(event),
         ))
         if not arrived.fresh:
             log.info("update %s was already handled; dropped", getattr(event, "update_id", None))
@@ -115,6 +122,16 @@ class Locale(I18nMiddleware):
             locale = locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)
         data["locale"] = locale
         return locale
+
+
+def _is_routine(event: TelegramObject) -> bool:
+    """A message or a button press that says nothing about who is in the group (no join, no leave)."""
+    if not isinstance(event, Update):
+        return False
+    message = event.message or event.edited_message
+    if message is not None:
+        return not (message.new_chat_members or message.left_chat_member)
+    return event.callback_query is not None
 
 
 def _is_leaving(event: TelegramObject) -> bool:

@@ -44,7 +44,7 @@ from handlers.roles import (
 )
 from models import boards, detection, groups, moderation, roles
 from models.db import utcnow
-from models.groups import Group, Member
+from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 
 log = logging.getLogger("qunbot.moderation")
@@ -216,7 +216,7 @@ def has_media(message: Message) -> bool:
                 message.animation))
 
 
-def is_new_member(member: Member | None, group: Group, hours: int, now: datetime) -> bool:
+def is_new_member(member: MemberSnapshot | None, group: Group, hours: int, now: datetime) -> bool:
     """Joined less than `hours` ago. Members first seen in the bot's own first `hours` in the group are not new:
     the bot cannot tell a newcomer from a regular it simply had not met yet."""
     if member is None or hours <= 0:
@@ -438,7 +438,7 @@ async def enforce(
 
 
 async def check_message(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
     dispatcher: Dispatcher, *, edited: bool,
 ) -> bool:
     """True when the message broke a rule and was handled (the caller then stops it here)."""
@@ -942,7 +942,7 @@ async def modlog_command(message: Message, bot: Bot, session: AsyncSession, grou
 
 @router.message(IN_GROUP)
 async def moderate_message(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
     dispatcher: Dispatcher,
 ) -> Any:
     """Every group message: a broken rule stops here (deleted, warned); a clean one goes on to chat points."""
@@ -953,7 +953,7 @@ async def moderate_message(
 
 @router.edited_message(IN_GROUP)
 async def moderate_edit(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: Member | None,
+    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
     dispatcher: Dispatcher,
 ) -> Any:
     """An edit is checked like a new message (a clean message edited into a link is removed)."""

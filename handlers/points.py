@@ -815,11 +815,13 @@ async def chat_points(
     )
     if eligible:
         assert group is not None and group.id is not None and user is not None and text is not None
+        quiet = ChatQuiet.of(dispatcher)
+        if quiet.resting(group.id, user.id):
+            raise SkipHandler()  # cannot earn now: no database work for this message
         rules = points.rules_of(group)
         length, digest = fingerprint(text)
-        quiet = ChatQuiet.of(dispatcher)
-        if length < rules.chat_min_length or quiet.resting(group.id, user.id):
-            raise SkipHandler()  # cannot earn now: no database work for this message
+        if length < rules.chat_min_length:
+            raise SkipHandler()
         result = await points.award_chat(
             session, group.id, user.id, length, digest, key=f"chat:{message.chat.id}:{message.message_id}"
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +23,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models.batching import Coalescer
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
@@ -135,13 +139,28 @@ async def prune_processed_updates(session: AsyncSession, older_than: timedelta =
 @dataclass(frozen=True, slots=True)
 class Arriving:
     """One update as it arrives: its id (None: not deduplicated), the group it happened in, the person behind
-    it, whether it came through the private chat, and whether it refreshes their membership in the group."""
+    it, whether it came through the private chat, whether it refreshes their membership in the group, and
+    whether it is routine (a message or a press: no join or leave)."""
 
     update_id: int | None
     chat: ChatSeen | None
     person: UserSeen | None
     private: bool = False
     member: bool = False
+    routine: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSnapshot:
+    """A membership row as the arrival recorded it, for handlers to read."""
+
+    id: int
+    group_id: int
+    user_id: int
+    role: str
+    language_code: str | None
+    joined_at: datetime
+    last_seen_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +169,19 @@ class Arrived:
 
     fresh: bool
     group: Group | None = None
-    member: Member | None = None
+    member: MemberSnapshot | None = None
 
 
 async def arrive_many(
-    session: AsyncSession, bot_id: int, arrivals: Sequence[Arriving], *, default_timezone: str
+    session: AsyncSession, bot_id: int, arrivals: Sequence[Arriving], *, default_timezone: str,
+    known: Mapping[tuple[int, int], MemberSnapshot] | None = None,
 ) -> list[Arrived]:
     """Claim the updates and keep their groups, people and memberships current, all in one transaction and a
-    few statements however many updates arrived together. One result per arrival, in order."""
+    few statements however many updates arrived together. One result per arrival, in order.
+
+    `known`: memberships (by chat id and user id) recorded moments ago, whose person and member rows need no
+    write for a routine arrival; their snapshot is handed back as it is."""
+    known = known or {}
     async with transaction(session):
         now = utcnow()
         ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
@@ -165,7 +189,7 @@ async def arrive_many(
         if ids:
             # One compiled statement run for many rows (SQLAlchemy's insertmanyvalues), not a new statement per batch.
             result = await session.execute(
-                insert(session, ProcessedUpdate).on_conflict_do_nothing().returning(ProcessedUpdate.update_id),  # type: ignore[arg-type]
+                _claims(is_postgres(session)),
                 [dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids],
             )
             claimed = set(result.scalars())
@@ -178,17 +202,24 @@ async def arrive_many(
         found: dict[int, Group] = {}
         for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
             found[chat.chat_id] = await upsert_group(session, chat, default_timezone=default_timezone)
+        skip = [_is_known(a, known) for a in live]
         people: dict[int, tuple[UserSeen, bool]] = {}
-        for a in live:
-            if a.person is not None:
+        for a, skipped in zip(live, skip, strict=True):
+            if a.person is not None and not skipped:
                 people[a.person.user_id] = (a.person, a.private or people.get(a.person.user_id, (a.person, False))[1])
         if people:
             await _upsert_users(session, list(people.values()), now)
         wanted = {
             (found[a.chat.chat_id].id, a.person.user_id): a.person
-            for a in live if a.member and a.chat is not None and a.person is not None
+            for a, skipped in zip(live, skip, strict=True)
+            if a.member and a.chat is not None and a.person is not None and not skipped
         }
         members = await _upsert_members(session, wanted, now) if wanted else {}
+        for a, skipped in zip(live, skip, strict=True):
+            if skipped:
+                assert a.chat is not None and a.person is not None
+                key = (a.chat.chat_id, a.person.user_id)
+                members.setdefault((found[a.chat.chat_id].id, a.person.user_id), known[key])
 
         out = []
         for arrival, ok in zip(arrivals, fresh, strict=True):
@@ -203,16 +234,35 @@ async def arrive_many(
         return out
 
 
+@functools.cache
+def _claims(postgres: bool) -> ReturningInsert[Any]:
+    statement = (postgresql.insert if postgres else sqlite.insert)(ProcessedUpdate.__table__)  # type: ignore[attr-defined]
+    return statement.on_conflict_do_nothing().returning(ProcessedUpdate.update_id)  # type: ignore[arg-type]
+
+
+def _is_known(arrival: Arriving, known: Mapping[tuple[int, int], MemberSnapshot]) -> bool:
+    return (
+        arrival.routine and arrival.member and not arrival.private and arrival.chat is not None
+        and arrival.person is not None and (arrival.chat.chat_id, arrival.person.user_id) in known
+    )
+
+
 async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool]], now: datetime) -> None:
-    users = User.__table__.c  # type: ignore[attr-defined]
-    statement = insert(session, User)
-    new = statement.excluded
     rows = [
         dict(user_id=p.user_id, first_name=p.first_name[:128], username=p.username, language_code=p.language_code,
              is_bot=p.is_bot, started_at=now if private else None, seen_at=now)
         for p, private in sorted(people, key=lambda item: item[0].user_id)
     ]
-    await session.execute(statement.on_conflict_do_update(
+    await session.execute(_users_upsert(is_postgres(session)), rows)
+
+
+@functools.cache
+def _users_upsert(postgres: bool) -> Insert:
+    """Built once per dialect: constructing and keying this statement costs more than running it for a batch."""
+    users = User.__table__.c  # type: ignore[attr-defined]
+    statement = (postgresql.insert if postgres else sqlite.insert)(User.__table__)  # type: ignore[attr-defined]
+    new = statement.excluded
+    return statement.on_conflict_do_update(
         index_elements=["user_id"],
         set_={
             "first_name": new.first_name, "username": new.username, "language_code": new.language_code,
@@ -221,21 +271,31 @@ async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool
             "started_at": func.coalesce(users.started_at, new.started_at),
             "blocked_at": case((new.started_at.is_not(None), None), else_=users.blocked_at),
         },
-    ), rows)
+    )
 
 
 async def _upsert_members(
     session: AsyncSession, wanted: dict[tuple[int, int], UserSeen], now: datetime
-) -> dict[tuple[int, int], Member]:
-    members = Member.__table__.c  # type: ignore[attr-defined]
-    statement = insert(session, Member)
+) -> dict[tuple[int, int], MemberSnapshot]:
     rows = [
         dict(group_id=group_id, user_id=user_id, role="member", language_code=person.language_code, joined_at=now,
              last_seen_at=now)
         for (group_id, user_id), person in sorted(wanted.items(), key=lambda item: item[0])
     ]
+    result = await session.execute(_members_upsert(is_postgres(session)), rows)
+    found = {}
+    for row in result:
+        member = MemberSnapshot(**row._mapping)
+        found[(member.group_id, member.user_id)] = member
+    return found
+
+
+@functools.cache
+def _members_upsert(postgres: bool) -> ReturningInsert[Any]:
+    members = Member.__table__.c  # type: ignore[attr-defined]
+    statement = (postgresql.insert if postgres else sqlite.insert)(Member.__table__)  # type: ignore[attr-defined]
     gone = (members.role == "left") | (members.role == "kicked")  # seen again after leaving: a member again
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["group_id", "user_id"],
         set_={
             "language_code": statement.excluded.language_code,
@@ -243,29 +303,54 @@ async def _upsert_members(
             "role": case((gone, "member"), else_=members.role),
             "joined_at": case((gone, statement.excluded.joined_at), else_=members.joined_at),
         },
-    )
-    result = await session.execute(statement.returning(*Member.__table__.columns), rows)  # type: ignore[attr-defined]
-    found = {}
-    for row in result:
-        member = Member(**row._mapping)
-        make_transient_to_detached(member)  # a loaded row, not a new one: callers may merge it (load=False)
-        found[(member.group_id, member.user_id)] = member
-    return found
+    ).returning(*Member.__table__.columns)  # type: ignore[attr-defined]
 
 
 class ArrivalDesk:
-    """Updates that arrive together are claimed and recorded together (`arrive_many`, one transaction)."""
+    """Updates that arrive together are claimed and recorded together (`arrive_many`, one transaction).
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], default_timezone: str) -> None:
+    A member who keeps talking is written once a minute, not once a message: for `refresh_s` after their
+    membership was recorded, a routine arrival (a message or a press, with the same name, username and language)
+    only claims its update id and reuses the recorded snapshot. A join, a leave or a private message is always
+    written, and drops what this desk remembered about that membership. With several processes, a membership
+    changed elsewhere is seen here at most `refresh_s` late (`last_seen_at` is that coarse too)."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], default_timezone: str, *,
+        refresh_s: float = 60.0, remember: int = 100_000,
+    ) -> None:
         self.sessionmaker, self.default_timezone = sessionmaker, default_timezone
+        self.refresh_s, self.remember = refresh_s, remember
         self.coalescer: Coalescer[int, Arriving, Arrived] = Coalescer(self._record)
+        self.recent: OrderedDict[tuple[int, int], tuple[UserSeen, MemberSnapshot, float]] = OrderedDict()
 
     async def arrive(self, bot_id: int, arrival: Arriving) -> Arrived:
         return await self.coalescer.submit(bot_id, arrival)
 
     async def _record(self, bot_id: int, arrivals: Sequence[Arriving]) -> list[Arrived]:
+        now = time.monotonic()
+        known: dict[tuple[int, int], MemberSnapshot] = {}
+        for a in arrivals:
+            if a.routine and a.chat is not None and a.person is not None:
+                hit = self.recent.get((a.chat.chat_id, a.person.user_id))
+                if hit is not None and hit[0] == a.person and now - hit[2] < self.refresh_s:
+                    known[a.chat.chat_id, a.person.user_id] = hit[1]
         async with self.sessionmaker() as session:
-            return await arrive_many(session, bot_id, arrivals, default_timezone=self.default_timezone)
+            results = await arrive_many(
+                session, bot_id, arrivals, default_timezone=self.default_timezone, known=known
+            )
+        for a, result in zip(arrivals, results, strict=True):
+            if a.chat is None or a.person is None or not result.fresh:
+                continue
+            key = (a.chat.chat_id, a.person.user_id)
+            if not a.routine or not a.member or result.member is None:
+                self.recent.pop(key, None)
+            elif key not in known:
+                self.recent[key] = (a.person, result.member, now)
+                self.recent.move_to_end(key)
+        while len(self.recent) > self.remember:
+            self.recent.popitem(last=False)
+        return results
 
 
 # -- groups ----------------------------------------------------------------------------------------------------

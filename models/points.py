@@ -8,6 +8,7 @@ group: balance == sum(ledger deltas) >= 0, and lifetime_earned == sum(positive l
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -328,12 +329,23 @@ async def load_group(session: AsyncSession, group_id: int, *, for_update: bool =
 
 
 def rules_of(group: Group) -> PointsRules:
-    """The rules stored on a loaded group row (defaults for anything unset or unreadable)."""
+    """The rules stored on a loaded group row (defaults for anything unset or unreadable). Shared and read-only:
+    the same stored rules give the same object, parsed once (every chat message and check-in reads them)."""
     stored = (group.settings or {}).get("points") or {}
-    try:
-        return PointsRules.model_validate(stored)
-    except ValidationError:
-        return PointsRules()
+    key = json.dumps(stored, sort_keys=True, default=str)
+    rules = _PARSED_RULES.get(key)
+    if rules is None:
+        try:
+            rules = PointsRules.model_validate(stored)
+        except ValidationError:
+            rules = PointsRules()
+        if len(_PARSED_RULES) >= 1024:
+            _PARSED_RULES.clear()
+        _PARSED_RULES[key] = rules
+    return rules
+
+
+_PARSED_RULES: dict[str, PointsRules] = {}
 
 
 async def get_rules(session: AsyncSession, group_id: int) -> PointsRules:
