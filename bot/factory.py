@@ -91,5 +91,5 @@ def create_dispatcher(
         checkin_desk=CheckinDesk(sessionmaker),  # check-ins that arrive together share one transaction
     )
     register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
-    dp.include_routers(*handlers.get_routers())
+    handlers.install(dp)
     return dp

@@ -1,4 +1,4 @@
-"""Every feature's handlers. `FEATURES` is the order they see updates in; `get_routers()` puts them all behind
+"""Every feature's handlers. `FEATURES` is the order they see updates in; `install()` puts them all behind
 one switchboard (see handlers.common.Switchboard); `all_commands()` feeds /help and the command menus."""
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ FEATURES: list[ModuleType] = [
 ]
 
 
-def get_routers() -> list[Router]:
-    return [Switchboard([feature.router for feature in FEATURES]).build()]
+def install(dispatcher: Router) -> None:
+    """Every feature's handlers, behind the switchboard, on the Dispatcher."""
+    Switchboard([feature.router for feature in FEATURES]).install(dispatcher)
 
 
 def all_commands() -> list[CommandInfo]:

@@ -319,8 +319,8 @@ class Switchboard:
     def __init__(self, blueprints: list[Blueprint]) -> None:
         self.blueprints = blueprints
 
-    def build(self) -> Router:
-        router = Router(name="switchboard")
+    def install(self, router: Router) -> None:
+        """Register one handler per kind of update on `router` (the Dispatcher itself: no router in between)."""
         for observer in Blueprint.OBSERVERS:
             entries = [
                 _Entry(handler, blueprint.filters.get(observer, ()) + filters)
@@ -330,7 +330,6 @@ class Switchboard:
             ]
             if entries:
                 getattr(router, observer).register(_Lane(entries).dispatch)
-        return router
 
 
 TIER_NAMES = {"normal": __("Member"), "silver": __("Silver"), "gold": __("Gold"), "diamond": __("Diamond")}
