@@ -43,7 +43,7 @@ from handlers.roles import (
     split_target,
 )
 from models import boards, detection, groups, moderation, roles
-from models.db import utcnow
+from models.db import transaction, utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 
@@ -399,12 +399,29 @@ async def enforce(
     user_id = message.from_user.id
     if not dry:
         await delete_message(bot, session, group, message.message_id)
-    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="delete",
-                                   rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
-    if rules.action_for(ladder_rule) != "warn":
-        return
+    warns = rules.action_for(ladder_rule) == "warn"
     name = esc(sender_name(message))
     label = str(RULE_LABELS[rule])
+    if warns and not dry:  # the removal, the warning and its record: one transaction, no network call inside
+        async with transaction(session):
+            await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
+                                           action="delete", rule=rule, reason=violation.detail or None,
+                                           evidence=evidence)
+            result = await moderation.add_warning(
+                session, group.id, user_id, key=f"msg:{message.chat.id}:{message.message_id}", rule=ladder_rule,
+                reason=label,
+            )
+            if result.added:
+                await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
+                                               action="warn", rule=rule, reason=label)
+        if not result.added:
+            return  # this message already cost a warning (an earlier edit of it)
+        await _escalate(message, bot, session, group, state, user_id, rule, name, label, result)
+        return
+    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="delete",
+                                   rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
+    if not warns:
+        return
     if dry:
         count = await moderation.count_warnings(session, group.id, user_id) + 1
         step = moderation.step_for(rules.ladder_for(ladder_rule), count)
@@ -413,14 +430,13 @@ async def enforce(
         if step is not None:
             await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
         return
-    result = await moderation.add_warning(
-        session, group.id, user_id, key=f"msg:{message.chat.id}:{message.message_id}", rule=ladder_rule,
-        reason=label,
-    )
-    if not result.added:
-        return  # this message already cost a warning (an earlier edit of it)
-    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
-                                   rule=rule, reason=label)
+
+
+async def _escalate(
+    message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, user_id: int,
+    rule: str, name: str, label: str, result: moderation.WarnResult,
+) -> None:
+    """The ladder's step for a new automatic warning (mute, ban...), and a notice in the group (rate-limited)."""
     if result.step is not None and await apply_step(bot, session, group, user_id, result.step, actor_id=None,
                                                     rule=rule):
         notice = _("🚫 {name}: message removed ({rule}). {count} warnings: {outcome}.").format(

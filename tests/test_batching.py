@@ -119,3 +119,43 @@ async def test_arrival_desk_shares_a_burst(sessionmaker: async_sessionmaker[Asyn
     assert sum(r.fresh for r in results) == 30
     async with sessionmaker() as session, session.begin():
         assert await session.scalar(select(func.count()).select_from(Member)) == 30
+
+
+async def test_a_member_who_keeps_talking_is_written_once_a_minute(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    desk = ArrivalDesk(sessionmaker, "UTC", refresh_s=60.0)
+    chat = ChatSeen(-1009000000003, "Fans", "supergroup")
+    ann = UserSeen(300, "Ann", language_code="en")
+
+    async def seen_at() -> tuple[object, object]:
+        async with sessionmaker() as session, session.begin():
+            member = await session.scalar(select(Member.last_seen_at).where(Member.user_id == 300))
+            user = await session.scalar(select(groups.User.seen_at).where(groups.User.user_id == 300))
+        return member, user
+
+    first = await desk.arrive(42, Arriving(1, chat, ann, member=True, routine=True))
+    written = await seen_at()
+    again = await desk.arrive(42, Arriving(2, chat, ann, member=True, routine=True))
+    assert again.fresh and again.member == first.member  # the snapshot recorded a moment ago
+    assert await seen_at() == written  # no second write within the minute
+    assert not (await desk.arrive(42, Arriving(2, chat, ann, member=True, routine=True))).fresh  # still claimed
+
+    renamed = UserSeen(300, "Ann Lee", language_code="en")  # a change is written at once
+    await desk.arrive(42, Arriving(3, chat, renamed, member=True, routine=True))
+    async with sessionmaker() as session, session.begin():
+        assert await session.scalar(select(groups.User.first_name).where(groups.User.user_id == 300)) == "Ann Lee"
+
+    # Leaving is never skipped, and what the desk remembered about the membership is dropped with it.
+    async with sessionmaker() as session:
+        group = await groups.get_group(session, chat.chat_id)
+        assert group is not None
+        await groups.set_member_role(session, group, renamed, "left")
+    await desk.arrive(42, Arriving(4, chat, renamed, member=False, routine=False))
+    assert (chat.chat_id, 300) not in desk.recent
+    back = await desk.arrive(42, Arriving(5, chat, renamed, member=True, routine=True))
+    assert back.member is not None and back.member.role == "member"  # written again: a member once more
+
+    desk.refresh_s = 0.0  # past the minute: written again
+    await desk.arrive(42, Arriving(6, chat, renamed, member=True, routine=True))
+    assert (await seen_at())[0] != written[0]

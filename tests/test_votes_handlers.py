@@ -148,11 +148,13 @@ async def test_presses_make_one_ballot_each_and_the_tally_is_edited(world) -> No
 
 
 async def test_close_announces_the_winner_once_and_admins_open_a_groupbuy(world) -> None:  # type: ignore[no-untyped-def]
+    editor = fast_edits(world)
     room = await Room(world).start()
     vote, _post = await room.new_vote()
     mask, serum, _lipstick = [o.id for o in await votes_options(world, vote.id)]
     await world.press(room.chat, room.alice, VotePick(vote_id=vote.id, option_id=serum).pack())
     await world.press(room.chat, room.bob, VotePick(vote_id=vote.id, option_id=mask).pack())
+    await editor.drain()  # the tally's edit lands now, not in the middle of the next step
 
     assert texts(await world.send(room.chat, room.bob, f"/vote close {vote.id}")) == ["Only group admins can do that."]
     calls = await world.send(room.chat, room.owner, f"/vote close {vote.id}")
