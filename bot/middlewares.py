@@ -21,13 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import CatalogI18n, locale_for_language_code
 from bot.settings import Settings
-from handlers.common import chat_seen, person_seen
+from handlers.common import GROUP_TYPES, chat_seen, person_seen
 from models import groups
 
 log = logging.getLogger("qunbot.updates")
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-GROUP_TYPES = ("group", "supergroup")
 
 
 class ErrorBoundary(BaseMiddleware):

@@ -400,9 +400,8 @@ async def enforce(
     if not dry:
         await delete_message(bot, session, group, message.message_id)
     warns = rules.action_for(ladder_rule) == "warn"
-    name = esc(sender_name(message))
-    label = str(RULE_LABELS[rule])
     if warns and not dry:  # the removal, the warning and its record: one transaction, no network call inside
+        label = str(RULE_LABELS[rule])
         async with transaction(session):
             await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
                                            action="delete", rule=rule, reason=violation.detail or None,
@@ -414,29 +413,28 @@ async def enforce(
             if result.added:
                 await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
                                                action="warn", rule=rule, reason=label)
-        if not result.added:
-            return  # this message already cost a warning (an earlier edit of it)
-        await _escalate(message, bot, session, group, state, user_id, rule, name, label, result)
+        if result.added:  # else this message already cost a warning (an earlier edit of it)
+            await _escalate(message, bot, session, group, state, user_id, rule, label, result)
         return
     await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="delete",
                                    rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
     if not warns:
         return
-    if dry:
-        count = await moderation.count_warnings(session, group.id, user_id) + 1
-        step = moderation.step_for(rules.ladder_for(ladder_rule), count)
-        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
-                                       rule=rule, dry_run=True)
-        if step is not None:
-            await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
-        return
+    # dry run: record the warning and the step it would have reached, without acting
+    count = await moderation.count_warnings(session, group.id, user_id) + 1
+    step = moderation.step_for(rules.ladder_for(ladder_rule), count)
+    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
+                                   rule=rule, dry_run=True)
+    if step is not None:
+        await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
 
 
 async def _escalate(
     message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, user_id: int,
-    rule: str, name: str, label: str, result: moderation.WarnResult,
+    rule: str, label: str, result: moderation.WarnResult,
 ) -> None:
     """The ladder's step for a new automatic warning (mute, ban...), and a notice in the group (rate-limited)."""
+    name = esc(sender_name(message))
     if result.step is not None and await apply_step(bot, session, group, user_id, result.step, actor_id=None,
                                                     rule=rule):
         notice = _("🚫 {name}: message removed ({rule}). {count} warnings: {outcome}.").format(

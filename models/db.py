@@ -135,5 +135,10 @@ def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
 
 def insert(session: AsyncSession, table: type[SQLModel] | Table) -> Insert:
     """A dialect INSERT for `table`, so callers can use on_conflict_do_nothing / do_update on both engines."""
+    return dialect_insert(is_postgres(session), table)
+
+
+def dialect_insert(postgres: bool, table: type[SQLModel] | Table) -> Insert:
+    """`insert` for a statement built once per dialect (and cached by the caller) rather than per call."""
     target = table if isinstance(table, Table) else table.__table__  # type: ignore[attr-defined]
-    return (postgresql.insert if is_postgres(session) else sqlite.insert)(target)
+    return (postgresql.insert if postgres else sqlite.insert)(target)

@@ -23,13 +23,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models.batching import Coalescer
-from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
@@ -236,7 +235,7 @@ async def arrive_many(
 
 @functools.cache
 def _claims(postgres: bool) -> ReturningInsert[Any]:
-    statement = (postgresql.insert if postgres else sqlite.insert)(ProcessedUpdate.__table__)  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, ProcessedUpdate)
     return statement.on_conflict_do_nothing().returning(ProcessedUpdate.update_id)  # type: ignore[arg-type]
 
 
@@ -260,7 +259,7 @@ async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool
 def _users_upsert(postgres: bool) -> Insert:
     """Built once per dialect: constructing and keying this statement costs more than running it for a batch."""
     users = User.__table__.c  # type: ignore[attr-defined]
-    statement = (postgresql.insert if postgres else sqlite.insert)(User.__table__)  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, User)
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["user_id"],
@@ -293,7 +292,7 @@ async def _upsert_members(
 @functools.cache
 def _members_upsert(postgres: bool) -> ReturningInsert[Any]:
     members = Member.__table__.c  # type: ignore[attr-defined]
-    statement = (postgresql.insert if postgres else sqlite.insert)(Member.__table__)  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, Member)
     gone = (members.role == "left") | (members.role == "kicked")  # seen again after leaving: a member again
     return statement.on_conflict_do_update(
         index_elements=["group_id", "user_id"],
