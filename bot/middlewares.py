@@ -1,10 +1,15 @@
-"""Middlewares, registered in one place (`register_middlewares`), outermost first:
+"""The update pipeline: one outer middleware (`UpdatePipeline`, registered by `register_middlewares`) whose steps
+run in this order for every update:
 
-1. ErrorBoundary  - one bad update never stops the bot; the person gets a short localized apology.
-2. DatabaseSession - one AsyncSession per update, handed to handlers as `session` (closed if it was used).
-3. Arrival        - one transaction: a redelivered update (same update_id) stops here with no second effect;
-                    the group, the person and their membership rows are kept current (`group` / `member`).
-4. Locale         - a group's language (/lang, else DEFAULT_LOCALE); in private, the person's; as `locale`.
+1. error boundary - one bad update never stops the bot; the person gets a short localized apology.
+2. session       - one AsyncSession per update, handed to handlers as `session` (closed if it was used).
+3. arrival       - one transaction: a redelivered update (same update_id) stops here with no second effect;
+                   the group, the person and their membership rows are kept current (`group` / `member`).
+4. locale        - a group's language (/lang, else DEFAULT_LOCALE); in private, the person's; as `locale`, with
+                   gettext bound to it for the handler.
+
+They are one middleware rather than four because aiogram wraps every registered middleware anew for each
+update; the steps stay separate methods.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher
 from aiogram.types import Chat, TelegramObject, Update, User
-from aiogram.utils.i18n import I18nMiddleware
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,61 +33,40 @@ log = logging.getLogger("qunbot.updates")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-class ErrorBoundary(BaseMiddleware):
-    def __init__(self, i18n: CatalogI18n) -> None:
-        self.i18n = i18n
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        try:
-            return await handler(event, data)
-        except Exception:
-            update_id = event.update_id if isinstance(event, Update) else None
-            log.exception("update %s failed", update_id)
-            await self._apologize(event, data)
-            return None
-
-    async def _apologize(self, event: TelegramObject, data: dict[str, Any]) -> None:
-        if not isinstance(event, Update):
-            return
-        i18n = self.i18n
-        with i18n.context(), i18n.use_locale(data.get("locale", i18n.default_locale)):
-            text = _("Sorry, something went wrong on our side. Please try again in a moment.")
-        try:
-            if event.callback_query is not None:
-                await event.callback_query.answer(text, show_alert=True)
-            elif event.message is not None and event.message.text and event.message.text.startswith("/"):
-                # Only commands get an apology in the chat: ordinary chatter must not trigger bot messages.
-                await event.message.reply(text)
-        except Exception:  # the apology itself must never raise
-            log.warning("could not deliver the apology for update %s", event.update_id)
-
-
-class DatabaseSession(BaseMiddleware):
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.sessionmaker = sessionmaker
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        session = self.sessionmaker()
-        data["session"] = session
-        try:
-            return await handler(event, data)
-        finally:
-            # Most updates (ordinary chatter) never use their session. Closing one that holds no transaction and
-            # no objects releases nothing, and costs more than all of a plain message's own work.
-            if session.in_transaction() or session.sync_session.identity_map:
-                await session.close()
-
-
-class Arrival(BaseMiddleware):
-    """Claim the update_id (a redelivery stops here, with no second effect) and keep the group, the person and
-    their membership rows current, handed to handlers as `group` and `member` (read-only snapshots).
-
-    Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction for a burst)."""
-
-    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+class UpdatePipeline(BaseMiddleware):
+    def __init__(
+        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
+    ) -> None:
+        self.sessionmaker, self.i18n = sessionmaker, i18n
+        # Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction a burst).
         self.desk = groups.ArrivalDesk(sessionmaker, settings.default_timezone)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        try:
+            session = self.sessionmaker()
+            data["session"] = session
+            try:
+                if not await self.arrive(event, data):
+                    return None
+                locale = data["locale"] = self.locale(data)
+                data["i18n"] = self.i18n
+                with self.i18n.context(), self.i18n.use_locale(locale):
+                    return await handler(event, data)
+            finally:
+                # Most updates (ordinary chatter) never use their session. Closing one that holds no transaction
+                # and no objects releases nothing, and costs more than all of a plain message's own work.
+                if session.in_transaction() or session.sync_session.identity_map:
+                    await session.close()
+        except Exception:
+            update_id = event.update_id if isinstance(event, Update) else None
+            log.exception("update %s failed", update_id)
+            await self.apologize(event, data)
+            return None
+
+    async def arrive(self, event: TelegramObject, data: dict[str, Any]) -> bool:
+        """Claim the update_id (False: a redelivery, to stop here) and hand handlers `group` and `member`:
+        read-only snapshots loaded by the desk's transaction. Handlers change rows only through models
+        functions, which load what they write in their own transaction."""
         chat: Chat | None = data.get("event_chat")
         user: User | None = data.get("event_from_user")
         in_group = chat is not None and chat.type in GROUP_TYPES
@@ -100,27 +83,34 @@ class Arrival(BaseMiddleware):
         ))
         if not arrived.fresh:
             log.info("update %s was already handled; dropped", getattr(event, "update_id", None))
-            return None
-        # Read-only snapshots, loaded by the desk's transaction (detached): handlers read them and change rows
-        # only through models functions, which load what they write in their own transaction.
+            return False
         data["group"], data["member"] = arrived.group, arrived.member
-        return await handler(event, data)
+        return True
 
-
-class Locale(I18nMiddleware):
-    """A group speaks one language: its /lang choice, else DEFAULT_LOCALE (its posts, replies and alerts are seen
-    by everyone, so they must not switch language with whoever pressed last). A private chat speaks the person's
-    Telegram language, else DEFAULT_LOCALE."""
-
-    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+    def locale(self, data: dict[str, Any]) -> str:
+        """A group speaks one language: its /lang choice, else DEFAULT_LOCALE (its posts, replies and alerts are
+        seen by everyone, so they must not switch language with whoever pressed last). A private chat speaks the
+        person's Telegram language, else DEFAULT_LOCALE."""
         group = data.get("group")
         if group is not None:
-            locale = group.locale or self.i18n.default_locale
-        else:
-            user: User | None = data.get("event_from_user")
-            locale = locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)
-        data["locale"] = locale
-        return locale
+            return group.locale or self.i18n.default_locale  # type: ignore[no-any-return]
+        user: User | None = data.get("event_from_user")
+        return locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)
+
+    async def apologize(self, event: TelegramObject, data: dict[str, Any]) -> None:
+        if not isinstance(event, Update):
+            return
+        i18n = self.i18n
+        with i18n.context(), i18n.use_locale(data.get("locale", i18n.default_locale)):
+            text = _("Sorry, something went wrong on our side. Please try again in a moment.")
+        try:
+            if event.callback_query is not None:
+                await event.callback_query.answer(text, show_alert=True)
+            elif event.message is not None and event.message.text and event.message.text.startswith("/"):
+                # Only commands get an apology in the chat: ordinary chatter must not trigger bot messages.
+                await event.message.reply(text)
+        except Exception:  # the apology itself must never raise
+            log.warning("could not deliver the apology for update %s", event.update_id)
 
 
 def _is_routine(event: TelegramObject) -> bool:
@@ -146,10 +136,5 @@ def _is_leaving(event: TelegramObject) -> bool:
 def register_middlewares(
     dp: Dispatcher, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
 ) -> None:
-    """Every middleware of the bot, in order. Outer update middlewares run once per update."""
-    dp.update.outer_middleware(ErrorBoundary(i18n))
-    dp.update.outer_middleware(DatabaseSession(sessionmaker))
-    dp.update.outer_middleware(Arrival(settings, sessionmaker))
-    dp.update.outer_middleware(Locale(i18n))
-
-
+    """The bot's one outer update middleware (it runs once per update, around every handler)."""
+    dp.update.outer_middleware(UpdatePipeline(settings, sessionmaker, i18n))

@@ -244,7 +244,7 @@ async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, g
                         checkin_desk: checkin.CheckinDesk) -> None:
     assert group.id is not None
     now = utcnow()
-    result = await checkin_desk.check_in(group.id, query.from_user.id, now=now)
+    result = await checkin_desk.check_in(group.id, query.from_user.id, now=now, group=group)
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:

@@ -35,7 +35,6 @@ from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER
 from handlers.roles import (
     Target,
     TargetWords,
-    actor_can_moderate,
     find_target,
     is_chat_admin,
     notify_admins,
@@ -376,8 +375,9 @@ def sender_name(message: Message) -> str:
 async def enforce(
     message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, compiled: Compiled,
     violation: Violation,
-) -> None:
-    """Delete, warn and escalate (or, in dry-run mode, only record what would have happened)."""
+) -> bool:
+    """Delete, warn and escalate (or, in dry-run mode, only record what would have happened). False when the
+    sender is a bot moderator: exempt, nothing done."""
     assert group.id is not None
     rules = compiled.rules
     rule = violation.rule
@@ -390,43 +390,45 @@ async def enforce(
         if not dry:
             await delete_message(bot, session, group, message.message_id)
         await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=target, action="delete",
-                                       rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
+                                       rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry,
+                                       rules=rules)
         if dry or await restrict(bot, session, group, target, "ban_sender_chat"):
             await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=target,
                                            action="ban_sender_chat", rule=rule, dry_run=dry)
-        return
+        return True
     assert message.from_user is not None
     user_id = message.from_user.id
-    if not dry:
-        await delete_message(bot, session, group, message.message_id)
     warns = rules.action_for(ladder_rule) == "warn"
-    if warns and not dry:  # the removal, the warning and its record: one transaction, no network call inside
-        label = str(RULE_LABELS[rule])
-        async with transaction(session):
-            await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
-                                           action="delete", rule=rule, reason=violation.detail or None,
-                                           evidence=evidence)
+    label = str(RULE_LABELS[rule])
+    result = None
+    # The moderator check, the removal's record and the warning: one transaction, no network call inside.
+    async with transaction(session):
+        if await roles.is_bot_moderator(session, group.id, user_id):
+            return False
+        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
+                                       action="delete", rule=rule, reason=violation.detail or None,
+                                       evidence=evidence, dry_run=dry, rules=rules)
+        if warns and not dry:
             result = await moderation.add_warning(
                 session, group.id, user_id, key=f"msg:{message.chat.id}:{message.message_id}", rule=ladder_rule,
-                reason=label,
+                reason=label, rules=rules,
             )
             if result.added:
                 await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
                                                action="warn", rule=rule, reason=label)
-        if result.added:  # else this message already cost a warning (an earlier edit of it)
+    if not dry:
+        await delete_message(bot, session, group, message.message_id)
+        if result is not None and result.added:  # else this message already cost a warning (an earlier edit of it)
             await _escalate(message, bot, session, group, state, user_id, rule, label, result)
-        return
-    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="delete",
-                                   rule=rule, reason=violation.detail or None, evidence=evidence, dry_run=dry)
-    if not warns:
-        return
-    # dry run: record the warning and the step it would have reached, without acting
-    count = await moderation.count_warnings(session, group.id, user_id) + 1
-    step = moderation.step_for(rules.ladder_for(ladder_rule), count)
-    await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
-                                   rule=rule, dry_run=True)
-    if step is not None:
-        await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
+        return True
+    if warns:  # dry run: record the warning and the step it would have reached, without acting
+        count = await moderation.count_warnings(session, group.id, user_id) + 1
+        step = moderation.step_for(rules.ladder_for(ladder_rule), count)
+        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id, action="warn",
+                                       rule=rule, dry_run=True)
+        if step is not None:
+            await apply_step(bot, session, group, user_id, step, actor_id=None, rule=rule, dry_run=True)
+    return True
 
 
 async def _escalate(
@@ -479,10 +481,9 @@ async def check_message(
     violation = find_violation(message, compiled, new_member=new_member, pace=pace)
     if violation is None:
         return False
-    if message.sender_chat is None and await actor_can_moderate(bot, session, message):
-        return False  # admins and bot moderators are exempt
-    await enforce(message, bot, session, group, state, compiled, violation)
-    return not compiled.rules.dry_run
+    if sender is not None and message.sender_chat is None and await is_chat_admin(bot, message.chat.id, sender.id):
+        return False  # admins are exempt (bot moderators too: enforce checks them in its transaction)
+    return await enforce(message, bot, session, group, state, compiled, violation) and not rules.dry_run
 
 
 # -- commands: parsing -----------------------------------------------------------------------------------------

@@ -3,26 +3,51 @@
 A burst (10,000 members pressing one check-in button) would otherwise be 10,000 transactions queueing for
 SQLite's single writer. The first request for a key starts a flush; every request that arrives while a batch
 is running joins the next one, so batches grow exactly as large as the load makes them.
+
+With `opener` (e.g. `in_transaction(sessionmaker)`), a batch is taken only once its transaction holds a database
+connection: requests that arrive while the connection is busy with other work (SQLite has one) join the batch
+instead of waiting behind a batch of one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 (an item)
 R = TypeVar("R")
 
 
-class Coalescer(Generic[K, I, R]):
-    """`await submit(key, item)` returns this item's result from `run(key, items)`, which gets every item
-    submitted for `key` while the previous batch ran (at most `max_batch`) and returns one result per item,
-    in order. If a batch fails, each of its requests raises that error."""
+def in_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+    """An opener for `Coalescer`: a session whose transaction already holds a connection; committed on exit."""
 
-    def __init__(self, run: Callable[[K, Sequence[I]], Awaitable[Sequence[R]]], *, max_batch: int = 500) -> None:
-        self.run, self.max_batch = run, max_batch
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[AsyncSession]:
+        async with sessionmaker() as session, session.begin():
+            await session.connection()
+            yield session
+
+    return opened
+
+
+class Coalescer(Generic[K, I, R]):
+    """`await submit(key, item)` returns this item's result from `run(key, items)` (with an `opener`:
+    `run(key, items, opened)`), which gets every item submitted for `key` while the previous batch ran (at most
+    `max_batch`) and returns one result per item, in order. If a batch fails, each of its requests raises that
+    error. Results are handed out after the opener has exited (its transaction committed)."""
+
+    def __init__(
+        self, run: Callable[..., Awaitable[Sequence[R]]], *, max_batch: int = 500,
+        opener: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> None:
+        self.run, self.max_batch, self.opener = run, max_batch, opener
         self.waiting: dict[K, list[tuple[I, asyncio.Future[R]]]] = {}
         self.flushing: dict[K, asyncio.Task[None]] = {}
 
@@ -33,15 +58,22 @@ class Coalescer(Generic[K, I, R]):
             self.flushing[key] = asyncio.create_task(self._flush(key))
         return await future
 
+    def _take(self, key: K) -> list[tuple[I, asyncio.Future[R]]]:
+        queue = self.waiting.get(key, [])
+        batch, self.waiting[key] = queue[: self.max_batch], queue[self.max_batch :]
+        return batch
+
     async def _flush(self, key: K) -> None:
         try:
             while self.waiting.get(key):
-                queue = self.waiting[key]
-                batch, self.waiting[key] = queue[: self.max_batch], queue[self.max_batch :]
+                batch: list[tuple[I, asyncio.Future[R]]] = []
                 try:
-                    results = await self.run(key, [item for item, _ in batch])
+                    async with (self.opener or nullcontext)() as opened:
+                        batch = self._take(key)
+                        items = [item for item, _ in batch]
+                        results = await (self.run(key, items) if self.opener is None else self.run(key, items, opened))
                 except Exception as error:  # every waiter hears about it; the flusher carries on
-                    for _, future in batch:
+                    for _, future in batch or self._take(key):
                         if not future.done():
                             future.set_exception(error)
                     continue

@@ -23,18 +23,21 @@ from sqlalchemy import (
     Integer,
     UniqueConstraint,
     bindparam,
+    case,
     delete,
     func,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models import points
-from models.batching import Coalescer
+from models.batching import Coalescer, in_transaction
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.groups import Group
 
 
 class Checkin(SQLModel, table=True):
@@ -202,14 +205,18 @@ async def check_in(session: AsyncSession, group_id: int, user_id: int, *, now: d
 
 
 async def check_in_many(
-    session: AsyncSession, group_id: int, user_ids: Sequence[int], *, now: datetime | None = None
+    session: AsyncSession, group_id: int, user_ids: Sequence[int], *, now: datetime | None = None,
+    group: Group | None = None,
 ) -> list[CheckinResult]:
     """`check_in` for many members of one group at once, in one transaction and a fixed number of statements
     (a burst of presses on the board). One result per given id, in order; an id given twice is checked in once
-    and its second result says already=True. Ranks follow the order of `user_ids`."""
+    and its second result says already=True. Ranks follow the order of `user_ids`.
+
+    `group`: the group's row as the caller read it moments ago (its rules and time zone), else it is loaded."""
     now = now or utcnow()
     async with transaction(session):
-        group = await points.load_group(session, group_id)
+        if group is None or group.id != group_id:
+            group = await points.load_group(session, group_id)
         rules = points.rules_of(group)
         day = local_day(now, group.timezone)
         wanted = list(dict.fromkeys(user_ids))
@@ -238,14 +245,22 @@ class CheckinDesk:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
-        self.coalescer: Coalescer[int, tuple[int, datetime], CheckinResult] = Coalescer(self._record)
+        self.coalescer: Coalescer[int, tuple[int, datetime, Group | None], CheckinResult] = Coalescer(
+            self._record, opener=in_transaction(sessionmaker)
+        )
 
-    async def check_in(self, group_id: int, user_id: int, *, now: datetime | None = None) -> CheckinResult:
-        return await self.coalescer.submit(group_id, (user_id, now or utcnow()))
+    async def check_in(
+        self, group_id: int, user_id: int, *, now: datetime | None = None, group: Group | None = None
+    ) -> CheckinResult:
+        """`group`: the group's row as the arrival read it (saves loading it again), if the caller has it."""
+        return await self.coalescer.submit(group_id, (user_id, now or utcnow(), group))
 
-    async def _record(self, group_id: int, presses: Sequence[tuple[int, datetime]]) -> list[CheckinResult]:
-        async with self.sessionmaker() as session:  # the batch's time is its latest press
-            return await check_in_many(session, group_id, [u for u, _ in presses], now=max(t for _, t in presses))
+    async def _record(
+        self, group_id: int, presses: Sequence[tuple[int, datetime, Group | None]], session: AsyncSession
+    ) -> list[CheckinResult]:
+        # The batch's time is its latest press; its group, the latest read.
+        return await check_in_many(session, group_id, [u for u, _, _ in presses],
+                                   now=max(t for _, t, _ in presses), group=presses[-1][2])
 
 
 def _as_already(result: CheckinResult) -> CheckinResult:
@@ -267,30 +282,14 @@ async def _record_fresh(
     assert last_rank is not None
     rank = {u: last_rank - len(fresh) + 1 + i for i, u in enumerate(fresh)}
 
-    streaks = CheckinStreak.__table__.c  # type: ignore[attr-defined]
     ordered = sorted(fresh)  # one lock order for every batch: no deadlocks on PostgreSQL
-    await session.execute(
-        insert(session, CheckinStreak).on_conflict_do_nothing(),
-        [dict(group_id=group_id, user_id=u, current=0, best=0, last_day=None, updated_at=now) for u in ordered],
+    continued = await session.execute(
+        _streak_upsert(is_postgres(session), day),
+        [dict(group_id=group_id, user_id=u, current=1, best=1, last_day=day, updated_at=now) for u in ordered],
     )
-    query = select(streaks.user_id, streaks.current, streaks.best, streaks.last_day).where(
-        streaks.group_id == group_id, streaks.user_id.in_(ordered)
-    )
-    if is_postgres(session):
-        query = query.order_by(streaks.user_id).with_for_update()
-    before = {row[0]: row for row in await session.execute(query)}
     streak, best = {}, {}
-    for u in fresh:
-        _, current, best_before, last_day = before[u]
-        streak[u] = current + 1 if last_day == day - timedelta(days=1) else 1
-        best[u] = max(best_before, streak[u])
-    await session.execute(
-        update(CheckinStreak.__table__)  # type: ignore[arg-type]
-        .where(streaks.group_id == group_id, streaks.user_id == bindparam("member"))
-        .values(current=bindparam("now_streak"), best=bindparam("now_best"), last_day=day, updated_at=now),
-        [{"member": u, "now_streak": streak[u], "now_best": best[u]} for u in ordered],
-    )
-
+    for user_id, current, best_now in continued:
+        streak[user_id], best[user_id] = current, best_now
     parts = {}
     for u in fresh:
         parts[u] = (
@@ -302,7 +301,7 @@ async def _record_fresh(
         points.Award(u, sum(parts[u]), f"checkin:{group_id}:{u}:{day.isoformat()}", f"streak:{streak[u]}")
         for u in ordered if sum(parts[u]) > 0
     ]
-    ledger = await points.award_many(session, group_id, awards, "checkin", now=now)
+    ledger = await points.award_many(session, group_id, awards, "checkin", now=now, rules=rules)
     unpaid = [u for u in fresh if u not in ledger]
     balances = {u: await points.get_balance(session, group_id, u) for u in unpaid}
 
@@ -325,6 +324,19 @@ async def _record_fresh(
         results[u] = CheckinResult(False, day, sum(parts[u]), streak[u], best[u], rank[u], *parts[u], badges,
                                    tier_before, tier_after, balance)
     return results
+
+
+def _streak_upsert(postgres: bool, day: date) -> ReturningInsert[Any]:
+    """Today's check-in continues the member's streak from yesterday, else starts it at 1 (a first check-in
+    creates the row); the best streak follows. Returns user_id, current, best."""
+    streaks = CheckinStreak.__table__.c  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, CheckinStreak)
+    current = case((streaks.last_day == day - timedelta(days=1), streaks.current + 1), else_=1)
+    return statement.on_conflict_do_update(
+        index_elements=["group_id", "user_id"],
+        set_={"current": current, "best": case((current > streaks.best, current), else_=streaks.best),
+              "last_day": statement.excluded.last_day, "updated_at": statement.excluded.updated_at},
+    ).returning(streaks.user_id, streaks.current, streaks.best)
 
 
 async def _earlier_results(

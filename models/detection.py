@@ -277,7 +277,12 @@ def find_links(text: str, urls: Iterable[str] = ()) -> list[Finding]:
     @mentions, numbers ("3.5"), versions ("v1.2"), abbreviations ("e.g.") and file names ("photo.jpg") are not
     links. Strings passed in `urls` are links even without a known TLD.
     """
-    found = _links_in(_fold(text[:MAX_SCAN_CHARS]))
+    return _links_of(_fold(text[:MAX_SCAN_CHARS]), urls)
+
+
+def _links_of(text: str, urls: Iterable[str]) -> list[Finding]:
+    """find_links on `text` already folded."""
+    found = _links_in(text)
     for url in urls:
         folded = _fold(url[:MAX_SCAN_CHARS]).strip()
         if not folded:
@@ -397,7 +402,11 @@ def find_diversion(text: str) -> list[Finding]:
     numbers ("进群 123456") and channel promotion ("关注频道 @name"). Prices, dates, times, order numbers and
     words that merely contain "wx"/"qq"/"v" are not diversion.
     """
-    normalized = normalize(text[:MAX_SCAN_CHARS])
+    return _diversion_in(normalize(text[:MAX_SCAN_CHARS]))
+
+
+def _diversion_in(normalized: str) -> list[Finding]:
+    """find_diversion on `normalized` text."""
     found: list[Finding] = []
     for match in _WECHAT_WITH_ID.finditer(normalized):
         token = match["id"]
@@ -605,7 +614,10 @@ class BannedMatcher:
 
     def find(self, text: str) -> Finding | None:
         """The first entry found in the normalized `text`, as Finding("banned", entry), or None."""
-        normalized = normalize(text[:MAX_SCAN_CHARS])
+        return self.find_normalized(normalize(text[:MAX_SCAN_CHARS]))
+
+    def find_normalized(self, normalized: str) -> Finding | None:
+        """find on `normalized` text (scan normalizes once for every detector)."""
         for entry in self.entries:
             if entry.matches(normalized):
                 return Finding("banned", entry.entry)
@@ -643,9 +655,11 @@ def compile_banned(entries: Iterable[str]) -> BannedMatcher:
 
 def scan(text: str, urls: Iterable[str] = (), *, banned: BannedMatcher | None = None) -> list[Finding]:
     """Everything the moderation handlers act on: find_links + find_diversion + the first banned word."""
-    found = find_links(text, urls) + find_diversion(text)
+    folded = _fold(text[:MAX_SCAN_CHARS])  # once for all three detectors
+    normalized = folded.lower()
+    found = _links_of(folded, urls) + _diversion_in(normalized)
     if banned is not None:
-        hit = banned.find(text)
+        hit = banned.find_normalized(normalized)
         if hit:
             found.append(hit)
     return _dedupe(found)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
-from models.batching import Coalescer
+from models.batching import Coalescer, in_transaction
 from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
@@ -320,13 +320,26 @@ class ArrivalDesk:
     ) -> None:
         self.sessionmaker, self.default_timezone = sessionmaker, default_timezone
         self.refresh_s, self.remember = refresh_s, remember
-        self.coalescer: Coalescer[int, Arriving, Arrived] = Coalescer(self._record)
+        self.coalescer: Coalescer[int, Arriving, Arrived] = Coalescer(
+            self._record, opener=in_transaction(sessionmaker)
+        )
         self.recent: OrderedDict[tuple[int, int], tuple[UserSeen, MemberSnapshot, float]] = OrderedDict()
 
     async def arrive(self, bot_id: int, arrival: Arriving) -> Arrived:
-        return await self.coalescer.submit(bot_id, arrival)
+        result = await self.coalescer.submit(bot_id, arrival)  # committed by now: safe to remember
+        a = arrival
+        if a.chat is not None and a.person is not None and result.fresh:
+            key = (a.chat.chat_id, a.person.user_id)
+            if not a.routine or not a.member or result.member is None:
+                self.recent.pop(key, None)
+            elif (hit := self.recent.get(key)) is None or hit[1] is not result.member:  # written, not reused
+                self.recent[key] = (a.person, result.member, time.monotonic())
+                self.recent.move_to_end(key)
+                if len(self.recent) > self.remember:
+                    self.recent.popitem(last=False)
+        return result
 
-    async def _record(self, bot_id: int, arrivals: Sequence[Arriving]) -> list[Arrived]:
+    async def _record(self, bot_id: int, arrivals: Sequence[Arriving], session: AsyncSession) -> list[Arrived]:
         now = time.monotonic()
         known: dict[tuple[int, int], MemberSnapshot] = {}
         for a in arrivals:
@@ -334,22 +347,7 @@ class ArrivalDesk:
                 hit = self.recent.get((a.chat.chat_id, a.person.user_id))
                 if hit is not None and hit[0] == a.person and now - hit[2] < self.refresh_s:
                     known[a.chat.chat_id, a.person.user_id] = hit[1]
-        async with self.sessionmaker() as session:
-            results = await arrive_many(
-                session, bot_id, arrivals, default_timezone=self.default_timezone, known=known
-            )
-        for a, result in zip(arrivals, results, strict=True):
-            if a.chat is None or a.person is None or not result.fresh:
-                continue
-            key = (a.chat.chat_id, a.person.user_id)
-            if not a.routine or not a.member or result.member is None:
-                self.recent.pop(key, None)
-            elif key not in known:
-                self.recent[key] = (a.person, result.member, now)
-                self.recent.move_to_end(key)
-        while len(self.recent) > self.remember:
-            self.recent.popitem(last=False)
-        return results
+        return await arrive_many(session, bot_id, arrivals, default_timezone=self.default_timezone, known=known)
 
 
 # -- groups ----------------------------------------------------------------------------------------------------

@@ -453,11 +453,14 @@ async def add_warning(
     rule: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    rules: ModerationRules | None = None,
 ) -> WarnResult:
-    """Warn a member once per `key`; the expiry and the ladder come from the group's rules."""
+    """Warn a member once per `key`; the expiry and the ladder come from the group's rules (`rules` when the
+    caller has them, else loaded)."""
     now = now or utcnow()
     async with transaction(session):
-        rules = rules_of(await _load_group(session, group_id))
+        if rules is None:
+            rules = rules_of(await _load_group(session, group_id))
         result = await session.execute(
             insert(session, ModWarning)
             .values(
@@ -549,24 +552,30 @@ async def record_action(
     reason: str | None = None,
     evidence: str | None = None,
     dry_run: bool = False,
+    rules: ModerationRules | None = None,
 ) -> int:
     """Write one audit row and return its id. `group_id` is groups.id; `actor_id` None means the bot itself.
-    Evidence is clipped and kept for the group's `evidence_days` (0: not kept)."""
+    Evidence is clipped and kept for the group's `evidence_days` (0: not kept), from `rules` when the caller
+    has them."""
     now = utcnow()
     async with transaction(session):
         until = None
         if evidence:
-            days = rules_of(await _load_group(session, group_id)).evidence_days
+            if rules is None:
+                rules = rules_of(await _load_group(session, group_id))
+            days = rules.evidence_days
             evidence, until = (evidence[:EVIDENCE_MAX], now + timedelta(days=days)) if days > 0 else (None, None)
-        row = ModAction(
-            group_id=group_id, actor_id=actor_id, target_id=target_id, action=action[:32],
-            rule=rule[:32] if rule else None, reason=reason[:REASON_MAX] if reason else None,
-            evidence=evidence, evidence_until=until, dry_run=dry_run, created_at=now,
+        row_id = await session.scalar(
+            insert(session, ModAction)
+            .values(
+                group_id=group_id, actor_id=actor_id, target_id=target_id, action=action[:32],
+                rule=rule[:32] if rule else None, reason=reason[:REASON_MAX] if reason else None,
+                evidence=evidence, evidence_until=until, dry_run=dry_run, created_at=now,
+            )
+            .returning(ModAction.id)  # type: ignore[arg-type]
         )
-        session.add(row)
-        await session.flush()
-        assert row.id is not None
-        return row.id
+        assert row_id is not None
+        return int(row_id)
 
 
 async def recent_actions(session: AsyncSession, group_id: int, limit: int = 15) -> list[ModAction]:

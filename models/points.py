@@ -8,6 +8,7 @@ group: balance == sum(ledger deltas) >= 0, and lifetime_earned == sum(positive l
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -28,7 +29,6 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    bindparam,
     cast,
     delete,
     func,
@@ -37,10 +37,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 from models.groups import Group
 
 KINDS = (
@@ -664,12 +665,14 @@ class Award:
 
 
 async def award_many(
-    session: AsyncSession, group_id: int, awards: Sequence[Award], kind: str, *, now: datetime | None = None
+    session: AsyncSession, group_id: int, awards: Sequence[Award], kind: str, *, now: datetime | None = None,
+    rules: PointsRules | None = None,
 ) -> dict[int, LedgerResult]:
     """`award` for many members of one group in a handful of statements (a burst of check-ins).
 
     Same rules as `award`: a key used before changes nothing for that member; every other member gets one entry
-    and a balance raised by the same transaction. Returns the result per user id (one award per member)."""
+    and a balance raised by the same transaction. Returns the result per user id (one award per member).
+    `rules`: the group's rules when the caller has them (else they are loaded)."""
     if len({a.user_id for a in awards}) != len(awards) or any(a.amount <= 0 for a in awards):
         raise ValueError("award_many takes one positive award per member")
     if kind not in KINDS:
@@ -679,16 +682,10 @@ async def award_many(
     awards = sorted(awards, key=lambda a: a.user_id)  # one lock order for every batch: no deadlocks on PostgreSQL
     now = now or utcnow()
     async with transaction(session):
-        rules = rules_of(await load_group(session, group_id))
+        rules = rules or rules_of(await load_group(session, group_id))
         # One compiled statement each, run for many rows (executemany), cached across batches.
-        await session.execute(
-            insert(session, PointsBalance).on_conflict_do_nothing(),
-            [dict(group_id=group_id, user_id=a.user_id, balance=0, lifetime_earned=0, updated_at=now) for a in awards],
-        )
         written = await session.execute(
-            insert(session, PointsEntry)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(PointsEntry.user_id, PointsEntry.id),  # type: ignore[arg-type]
+            _ledger_insert(is_postgres(session)),
             [
                 dict(group_id=group_id, user_id=a.user_id, delta=a.amount, kind=kind,
                      reference=a.reference[:REFERENCE_MAX] if a.reference else None, actor_id=None, key=a.key,
@@ -698,36 +695,50 @@ async def award_many(
         )
         entry_ids = {row[0]: row[1] for row in written}
         applied = [a for a in awards if a.user_id in entry_ids]
-        balances = PointsBalance.__table__.c  # type: ignore[attr-defined]
-        if applied:
-            await session.execute(
-                update(PointsBalance.__table__)  # type: ignore[arg-type]
-                .where(balances.group_id == group_id, balances.user_id == bindparam("member"))
-                .values(balance=balances.balance + bindparam("gain"),
-                        lifetime_earned=balances.lifetime_earned + bindparam("gain"), updated_at=now),
-                [{"member": a.user_id, "gain": a.amount} for a in applied],
+        after: dict[int, tuple[int, int]] = {}
+        if applied:  # a first balance row, or the balance raised: one upsert, returning the new figures
+            raised = await session.execute(
+                _balance_credit(is_postgres(session)),
+                [dict(group_id=group_id, user_id=a.user_id, balance=a.amount, lifetime_earned=a.amount,
+                      updated_at=now) for a in applied],
             )
-        rows = await session.execute(
-            select(balances.user_id, balances.balance, balances.lifetime_earned)
-            .where(balances.group_id == group_id, balances.user_id.in_([a.user_id for a in awards]))
-        )
-        after = {row[0]: (row[1], row[2]) for row in rows}
+            after = {row[0]: (row[1], row[2]) for row in raised}
         results: dict[int, LedgerResult] = {}
         for a in awards:
-            balance, lifetime = after[a.user_id]
             if a.user_id in entry_ids:
+                balance, lifetime = after[a.user_id]
                 results[a.user_id] = LedgerResult(
                     True, entry_ids[a.user_id], a.key, group_id, a.user_id, a.amount, balance, lifetime,
                     rules.tier_for(lifetime - a.amount), rules.tier_for(lifetime),
                 )
             else:
                 duplicate = await _duplicate(session, a.key)
+                balance, lifetime = await _balance_row(session, group_id, a.user_id)
                 tier = rules.tier_for(lifetime)
                 results[a.user_id] = LedgerResult(
                     False, duplicate.entry_id, a.key, group_id, a.user_id, duplicate.delta, balance, lifetime,
                     tier, tier,
                 )
         return results
+
+
+@functools.cache
+def _ledger_insert(postgres: bool) -> ReturningInsert[Any]:
+    statement = dialect_insert(postgres, PointsEntry).on_conflict_do_nothing(index_elements=["key"])
+    return statement.returning(PointsEntry.user_id, PointsEntry.id)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _balance_credit(postgres: bool) -> ReturningInsert[Any]:
+    """Credit `balance` (and `lifetime_earned`) to a member's balance row, creating it on their first points."""
+    balances = PointsBalance.__table__.c  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, PointsBalance)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["group_id", "user_id"],
+        set_={"balance": balances.balance + new.balance,
+              "lifetime_earned": balances.lifetime_earned + new.lifetime_earned, "updated_at": new.updated_at},
+    ).returning(balances.user_id, balances.balance, balances.lifetime_earned)
 
 
 async def give(

@@ -4,6 +4,7 @@ at a time (ranks, streaks, points, redeliveries)."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -56,9 +57,9 @@ async def test_desk_turns_a_burst_into_few_transactions(sessionmaker: async_sess
     batches: list[int] = []
     record = desk._record
 
-    async def counting(group: int, presses):  # type: ignore[no-untyped-def]
+    async def counting(group: int, presses, session):  # type: ignore[no-untyped-def]
         batches.append(len(presses))
-        return await record(group, presses)
+        return await record(group, presses, session)
 
     desk.coalescer.run = counting
     presses = [u for u in range(1, 41)] + [5] * 10  # 40 members, one of them pressing 11 times
@@ -85,6 +86,30 @@ async def test_a_failing_batch_fails_each_of_its_requests_and_the_next_batch_run
     first = await asyncio.gather(coalescer.submit("k", 13), coalescer.submit("k", 1), return_exceptions=True)
     assert [type(r) for r in first] == [RuntimeError, RuntimeError]
     assert await asyncio.gather(coalescer.submit("k", 2), coalescer.submit("k", 3)) == [4, 6]
+
+
+async def test_requests_made_while_the_connection_is_busy_join_one_batch() -> None:
+    """A batch is taken when its opener has the connection, not before: no batch of one ahead of the crowd."""
+    busy = asyncio.Event()
+    calls: list[list[int]] = []
+
+    @asynccontextmanager
+    async def connection():  # type: ignore[no-untyped-def]
+        await busy.wait()  # e.g. SQLite's one connection, busy with another desk's batch
+        yield "conn"
+
+    async def run(key: str, items, opened):  # type: ignore[no-untyped-def]
+        assert opened == "conn"
+        calls.append(list(items))
+        return [item + 100 for item in items]
+
+    coalescer: Coalescer[str, int, int] = Coalescer(run, opener=connection)
+    first = asyncio.ensure_future(coalescer.submit("k", 1))
+    await asyncio.sleep(0.01)  # the flush has started and waits for the connection
+    rest = [asyncio.ensure_future(coalescer.submit("k", i)) for i in range(2, 12)]
+    busy.set()
+    assert await asyncio.gather(first, *rest) == list(range(101, 112))
+    assert calls == [list(range(1, 12))]
 
 
 async def test_arrivals_claim_updates_once_and_keep_memberships(session: AsyncSession) -> None:

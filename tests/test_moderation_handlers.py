@@ -243,6 +243,15 @@ async def test_owner_appoints_bot_moderators_who_may_moderate(world) -> None:  #
     assert "Usage: /mod add" in texts(await r.say(r.owner, "/mod"))[0]
 
 
+async def test_bot_moderator_posting_spam_leaves_no_warning_and_no_record(world) -> None:  # type: ignore[no-untyped-def]
+    r = await Room(world).start()
+    await r.say(r.owner, "/mod add @carol")
+    calls = await r.say(r.carol, WECHAT)
+    assert of(calls, DeleteMessage) == [] and texts(calls) == []
+    assert await r.warnings(r.carol) == 0
+    assert [a.action for a in await r.actions()] == ["mod_add"]
+
+
 # -- commands --------------------------------------------------------------------------------------------------
 
 
