@@ -27,7 +27,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, require_admin
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, kept, require_admin
 from handlers.points import is_person, names_of
 from models import groups, invites
 from models.db import utcnow
@@ -88,7 +88,7 @@ class InviteWatch:
 
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> InviteWatch:
-        return dispatcher.workflow_data.setdefault("invite_watch", cls())  # type: ignore[no-any-return]
+        return kept(dispatcher, "invite_watch", cls)
 
     async def is_pending(self, session: AsyncSession, group_id: int, user_id: int) -> bool:
         now = self.clock()

@@ -31,7 +31,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
+from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc, kept
 from handlers.roles import (
     Target,
     TargetWords,
@@ -145,7 +145,7 @@ class ModerationState:
 
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> ModerationState:
-        return dispatcher.workflow_data.setdefault("moderation_state", cls())  # type: ignore[no-any-return]
+        return kept(dispatcher, "moderation_state", cls)
 
     def compiled(self, group: Group) -> Compiled:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""

@@ -45,6 +45,7 @@ from handlers.common import (
     display_name,
     edit_in_place,
     esc,
+    kept,
     require_admin,
     tier_label,
 )
@@ -237,7 +238,7 @@ class TierAnnouncer:
 
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> TierAnnouncer:
-        return dispatcher.workflow_data.setdefault("tier_announcer", cls())  # type: ignore[no-any-return]
+        return kept(dispatcher, "tier_announcer", cls)
 
     async def announce(self, bot: Bot, chat_id: int, user_id: int, name: str, tier: str) -> None:
         pending = self._pending.setdefault(chat_id, _Pending(_("🎉 <b>Tier up!</b>"), {}))
@@ -846,7 +847,7 @@ class ChatQuiet:
 
     @classmethod
     def of(cls, dispatcher: Dispatcher) -> ChatQuiet:
-        return dispatcher.workflow_data.setdefault("chat_quiet", cls())  # type: ignore[no-any-return]
+        return kept(dispatcher, "chat_quiet", cls)
 
     def rest(self, group_id: int, user_id: int, seconds: float) -> None:
         self.until[(group_id, user_id)] = time.monotonic() + seconds

@@ -389,6 +389,8 @@ def _phones(normalized: str) -> list[Finding]:
     text = normalized.translate(_CN_DIGITS)
     found = []
     for match in _PHONE_RUN.finditer(text):
+        if match.end() - match.start() < 11:  # fewer than 11 digits: no mobile number (prices, times, counts)
+            continue
         phone = _phone_in_run(match.group(0), text[max(0, match.start() - 12) : match.start()])
         if phone:
             found.append(Finding("phone", phone))

@@ -331,8 +331,14 @@ async def load_group(session: AsyncSession, group_id: int, *, for_update: bool =
 
 def rules_of(group: Group) -> PointsRules:
     """The rules stored on a loaded group row (defaults for anything unset or unreadable). Shared and read-only:
-    the same stored rules give the same object, parsed once (every chat message and check-in reads them)."""
-    stored = (group.settings or {}).get("points") or {}
+    the same stored rules give the same object, parsed once (every chat message and check-in reads them).
+
+    Settings are replaced, never changed in place (every writer builds a new dict), so a stored dict already
+    seen is recognised by identity before its content is compared."""
+    stored = (group.settings or _NOTHING).get("points") or _NOTHING
+    seen = _SEEN_RULES.get(id(stored))
+    if seen is not None and seen[0] is stored:
+        return seen[1]
     key = json.dumps(stored, sort_keys=True, default=str)
     rules = _PARSED_RULES.get(key)
     if rules is None:
@@ -343,9 +349,14 @@ def rules_of(group: Group) -> PointsRules:
         if len(_PARSED_RULES) >= 1024:
             _PARSED_RULES.clear()
         _PARSED_RULES[key] = rules
+    if len(_SEEN_RULES) >= 1024:
+        _SEEN_RULES.clear()
+    _SEEN_RULES[id(stored)] = (stored, rules)  # holding the dict keeps its id from being reused
     return rules
 
 
+_NOTHING: dict[str, Any] = {}
+_SEEN_RULES: dict[int, tuple[dict[str, Any], PointsRules]] = {}
 _PARSED_RULES: dict[str, PointsRules] = {}
 
 
