@@ -112,6 +112,23 @@ async def test_requests_made_while_the_connection_is_busy_join_one_batch() -> No
     assert calls == [list(range(1, 12))]
 
 
+async def test_no_result_is_handed_out_before_the_batch_is_committed() -> None:
+    """A commit that fails (the opener's exit) fails every request of the batch: nobody hears "done" for a write
+    that did not last."""
+
+    @asynccontextmanager
+    async def failing_commit():  # type: ignore[no-untyped-def]
+        yield "conn"
+        raise RuntimeError("disk full")
+
+    async def run(key: str, items, opened):  # type: ignore[no-untyped-def]
+        return [item for item in items]
+
+    coalescer: Coalescer[str, int, int] = Coalescer(run, opener=failing_commit)
+    outcome = await asyncio.gather(coalescer.submit("k", 1), coalescer.submit("k", 2), return_exceptions=True)
+    assert [str(r) for r in outcome] == ["disk full", "disk full"]
+
+
 async def test_arrivals_claim_updates_once_and_keep_memberships(session: AsyncSession) -> None:
     chat = ChatSeen(-1009000000001, "Fans", "supergroup")
     alice, bob = UserSeen(11, "Alice", "alice", "en"), UserSeen(12, "Bob")
