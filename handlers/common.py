@@ -200,6 +200,20 @@ class Keywords(Filter):
         return isinstance(event, Message) and event.text in self.words
 
 
+class Service(Filter):
+    """A service message of one kind, named by its field (e.g. "new_chat_members"). The switchboard looks service
+    messages up by kind, so ordinary chatter never meets these handlers."""
+
+    def __init__(self, field: str) -> None:
+        if field not in SERVICE_FIELDS:
+            raise ValueError(f"not an indexed service message field: {field!r}")
+        self.field = field
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        return isinstance(event, Message) and bool(getattr(event, self.field))
+
+
+SERVICE_FIELDS = ("new_chat_members", "left_chat_member", "migrate_to_chat_id", "migrate_from_chat_id")
 GROUP_TYPES = frozenset({"group", "supergroup"})
 IN_GROUP = ChatIs(*GROUP_TYPES)
 IN_PRIVATE = ChatIs("private")
@@ -234,6 +248,9 @@ class _Entry:
             if isinstance(f, Keywords):
                 self._narrow(frozenset(KEYWORD + word for word in f.words))
                 continue
+            if isinstance(f, Service):
+                self._narrow(frozenset({SERVICE + f.field}))
+                continue
             if isinstance(f, Command) and _plain_command(f):
                 self._narrow(frozenset(COMMAND + name for name in f.commands))  # still checked: mention, args
             elif isinstance(f, CallbackQueryFilter) and f.callback_data.__separator__ == CALLBACK_SEPARATOR:
@@ -257,7 +274,7 @@ class _Entry:
 
 
 CALLBACK_SEPARATOR = ":"
-COMMAND, KEYWORD, PREFIX = "/", "=", "#"  # index keys: "/checkin", "=积分", "#vp"
+COMMAND, KEYWORD, PREFIX, SERVICE = "/", "=", "#", "!"  # index keys: "/checkin", "=积分", "#vp", "!left_chat_member"
 CHAT_KINDS = ("group", "supergroup", "private", "channel", None)
 
 
@@ -267,10 +284,14 @@ def _plain_command(f: Command) -> bool:
 
 
 def index_key(event: TelegramObject) -> str | None:
-    """What narrows an update's candidates: its command, its whole text as a keyword, or its button's prefix."""
+    """What narrows an update's candidates: its command, its whole text as a keyword, its service kind, or its
+    button's prefix."""
     if isinstance(event, Message):
         text = event.text or event.caption
         if not text:
+            for field in SERVICE_FIELDS:
+                if getattr(event, field):
+                    return SERVICE + field
             return None
         if text[0] == "/":
             words = text.split(maxsplit=1)

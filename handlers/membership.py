@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiogram import F
 from aiogram.types import ChatMemberUpdated, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, esc, person_seen
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, Service, esc, person_seen
 from models import groups
 from models.groups import Group
 
@@ -79,13 +78,13 @@ async def member_status_changed(update: ChatMemberUpdated, session: AsyncSession
     await groups.set_member_role(session, group, person_seen(who), new, joined=joined)
 
 
-@router.message(F.migrate_to_chat_id)
+@router.message(Service("migrate_to_chat_id"))
 async def group_upgraded(message: Message, session: AsyncSession) -> None:
     assert message.migrate_to_chat_id is not None
     await groups.migrate_group(session, message.chat.id, message.migrate_to_chat_id)
 
 
-@router.message(F.migrate_from_chat_id)
+@router.message(Service("migrate_from_chat_id"))
 async def supergroup_created(message: Message, session: AsyncSession) -> None:
     assert message.migrate_from_chat_id is not None
     await groups.migrate_group(session, message.migrate_from_chat_id, message.chat.id)

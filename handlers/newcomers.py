@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, F
+from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
@@ -56,6 +56,7 @@ from handlers.common import (
     IN_PRIVATE,
     Blueprint,
     CommandInfo,
+    Service,
     esc,
     person_seen,
     require_admin,
@@ -508,7 +509,7 @@ async def added_by_admin(bot: Bot, chat_id: int, actor: User, user: User) -> boo
     return await is_chat_admin(bot, chat_id, actor.id)
 
 
-@router.message(F.new_chat_members, IN_GROUP)
+@router.message(Service("new_chat_members"), IN_GROUP)
 async def members_joined(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
     """The service message of a join: the same join as its chat_member update (counted once); it also works for
@@ -526,7 +527,7 @@ async def members_joined(message: Message, bot: Bot, session: AsyncSession, grou
     raise SkipHandler()
 
 
-@router.message(F.left_chat_member, IN_GROUP)
+@router.message(Service("left_chat_member"), IN_GROUP)
 async def member_left(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
                       sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
     user = message.left_chat_member

@@ -16,7 +16,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import GetMe, TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, Keywords, Switchboard
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, Keywords, Service, Switchboard, index_key
 from tests.factories import BOT_USER
 
 GROUP = Chat(id=-100, type="supergroup", title="G")
@@ -83,6 +83,10 @@ def board() -> tuple[Dispatcher, Bot, list[str]]:
     @first.callback_query(Pick.filter(F.choice > 0), IN_GROUP)
     async def picked(query: CallbackQuery, callback_data: Pick) -> None:
         seen.append(f"pick:{callback_data.choice}")
+
+    @second.message(Service("left_chat_member"), IN_GROUP)
+    async def left(message: Message) -> None:
+        seen.append(f"left:{message.left_chat_member.first_name}")  # type: ignore[union-attr]
 
     @second.message(F.photo)
     async def photo(message: Message) -> None:
@@ -151,3 +155,13 @@ def test_synchronous_handlers_are_refused() -> None:
 
     with pytest.raises(TypeError, match="must be async"):
         Switchboard([feature]).install(Dispatcher())
+
+
+async def test_service_messages_are_looked_up_by_kind(board) -> None:  # type: ignore[no-untyped-def]
+    dp, bot, seen = board
+    await dp.feed_update(bot, message(GROUP, left_chat_member=ANN))
+    await dp.feed_update(bot, message(GROUP, "bye"))  # ordinary text never meets the service handler
+    assert seen == ["listener", "left:Ann", "listener", "catch-all"]
+    assert index_key(message(GROUP, left_chat_member=ANN).message) == "!left_chat_member"  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Service("pinned_message")  # not indexed: would silently never match
