@@ -85,6 +85,9 @@ def create_dispatcher(
     dp = Dispatcher(
         storage=storage,
         events_isolation=events_isolation,  # type: ignore[arg-type]
+        # qunbot keeps no FSM state: the FSM layer is only worth its cost per update for what Redis gives several
+        # workers (per-chat event isolation).
+        disable_fsm=events_isolation is None,
         settings=settings,
         sessionmaker=sessionmaker,
         i18n=i18n,

@@ -134,6 +134,16 @@ async def test_redis_url_gives_shared_storage_and_event_isolation(sessionmaker) 
     try:
         assert isinstance(dp.storage, RedisStorage)
         assert isinstance(dp.fsm.events_isolation, RedisEventIsolation)
+        assert dp.fsm in list(dp.update.outer_middleware)  # isolation runs for every update
         assert await dp.storage.redis.ping()
     finally:
         await dp.storage.close()
+
+
+async def test_one_process_runs_no_fsm_layer(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    """qunbot keeps no FSM state: without Redis (nothing to isolate across workers) the layer is not run at all."""
+    from bot.factory import create_dispatcher
+
+    dp = create_dispatcher(load_settings(_env_file=None), sessionmaker=sessionmaker)
+    assert dp.fsm not in list(dp.update.outer_middleware)
+    await dp.storage.close()
