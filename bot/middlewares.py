@@ -2,7 +2,8 @@
 run in this order for every update:
 
 1. error boundary - one bad update never stops the bot; the person gets a short localized apology.
-2. session       - one AsyncSession per update, handed to handlers as `session` (closed if it was used).
+2. session       - one AsyncSession per update, handed to handlers as `session` (closed if it was used; an
+                   untouched one serves a later update).
 3. arrival       - one transaction: a redelivered update (same update_id) stops here with no second effect;
                    the group, the person and their membership rows are kept current (`group` / `member`).
 4. locale        - a group's language (/lang, else DEFAULT_LOCALE); in private, the person's; as `locale`, with
@@ -20,6 +21,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher
 from aiogram.types import Chat, TelegramObject, Update, User
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +35,9 @@ log = logging.getLogger("qunbot.updates")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
+SPARE_SESSIONS = 256  # untouched sessions kept for the next updates (about the number handled at once)
+
+
 class UpdatePipeline(BaseMiddleware):
     def __init__(
         self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
@@ -40,23 +45,31 @@ class UpdatePipeline(BaseMiddleware):
         self.sessionmaker, self.i18n = sessionmaker, i18n
         # Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction a burst).
         self.desk = groups.ArrivalDesk(sessionmaker, settings.default_timezone)
+        self.spare: list[AsyncSession] = []
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         try:
-            session = self.sessionmaker()
+            session = self.spare.pop() if self.spare else self.sessionmaker()
             data["session"] = session
             try:
                 if not await self.arrive(event, data):
                     return None
                 locale = data["locale"] = self.locale(data)
-                data["i18n"] = self.i18n
-                with self.i18n.context(), self.i18n.use_locale(locale):
+                # gettext for the handler in this locale (what aiogram's I18nMiddleware does, minus two wrappers)
+                i18n_token, locale_token = I18n.set_current(self.i18n), self.i18n.ctx_locale.set(locale)
+                try:
                     return await handler(event, data)
+                finally:
+                    self.i18n.ctx_locale.reset(locale_token)
+                    I18n.reset_current(i18n_token)
             finally:
-                # Most updates (ordinary chatter) never use their session. Closing one that holds no transaction
-                # and no objects releases nothing, and costs more than all of a plain message's own work.
+                # Most updates (ordinary chatter) never use their session, and one that holds no transaction and
+                # no objects is as good as new: it serves the next update. Closing it would release nothing and
+                # cost more than all of a plain message's own work.
                 if session.in_transaction() or session.sync_session.identity_map:
                     await session.close()
+                elif len(self.spare) < SPARE_SESSIONS:
+                    self.spare.append(session)
         except Exception:
             update_id = event.update_id if isinstance(event, Update) else None
             log.exception("update %s failed", update_id)
