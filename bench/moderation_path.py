@@ -8,6 +8,7 @@ Checks that every spam message was deleted and no clean one was.
 
     python -m bench.moderation_path                     # SQLite, 5,000 messages from 2,500 members (none floods)
     python -m bench.moderation_path --messages 20000 --members 2000
+    python -m bench.moderation_path --spam-every 0       # clean chatter only
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ CLEAN = ["今天的团购什么时候开始？", "这个面霜真的好用", "�
 SPAM = ["便宜代购 加微信 abc12345", "cheap followers http://spam-shop.example.com/buy"]
 
 
-def chatter(first_update: int, chat: Chat, count: int, members: int) -> tuple[list[Update], int]:
+def chatter(
+    first_update: int, chat: Chat, count: int, members: int, spam_every: int = SPAM_EVERY
+) -> tuple[list[Update], int]:
     updates, spam = [], 0
     for i in range(count):
-        is_spam = i % SPAM_EVERY == SPAM_EVERY - 1
+        is_spam = spam_every > 0 and i % spam_every == spam_every - 1
         spam += is_spam
         text = SPAM[i % 2] if is_spam else f"{CLEAN[i % len(CLEAN)]} {i}"
         user = User(id=3_000_000 + i % members, is_bot=False, first_name=f"M{i % members}", language_code="zh-hans")
@@ -85,7 +88,7 @@ def moderation_check_rate(group, updates: list[Update]) -> float:  # type: ignor
     return len(updates) / (time.perf_counter() - started)
 
 
-async def main(count: int, members: int, database: str) -> None:
+async def main(count: int, members: int, database: str, spam_every: int = SPAM_EVERY) -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = database or f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         engine = create_engine(url)
@@ -97,10 +100,10 @@ async def main(count: int, members: int, database: str) -> None:
 
         bare_before = await bare_aiogram_rate(world, chat, count, members)
         # Members speak once before the run (the bot knows them), as in a living group.
-        warm, _spam = chatter(1_000, chat, members, members)
+        warm, _spam = chatter(1_000, chat, members, members, spam_every)
         await feed_all(world.dp, world.bot, warm)
         start_calls = len(world.session.calls)
-        updates, spam = chatter(100_000, chat, count, members)
+        updates, spam = chatter(100_000, chat, count, members, spam_every)
         seconds = await feed_all(world.dp, world.bot, updates)
         rate = count / seconds
         deleted = sum(isinstance(c, DeleteMessage) for c in world.session.calls[start_calls:])
@@ -127,6 +130,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5_000)
     parser.add_argument("--members", type=int, default=2_500)  # 2 messages each: nobody trips the flood rule
+    parser.add_argument("--spam-every", type=int, default=SPAM_EVERY, help="one message in N is spam (0: none)")
     parser.add_argument("--database", default="", help="database URL (default: a temporary SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.members, args.database))
+    asyncio.run(main(args.messages, args.members, args.database, args.spam_every))
