@@ -38,9 +38,9 @@ def in_transaction(
 
 
 class Coalescer(Generic[K, I, R]):
-    """`await submit(key, item)` returns this item's result from `run(key, items)` (with an `opener`:
-    `run(key, items, opened)`), which gets every item submitted for `key` while the previous batch ran (at most
-    `max_batch`) and returns one result per item, in order. If a batch fails, each of its requests raises that
+    """`await submit(key, item)` returns this item's result from `run(key, items, opened)`, which gets every item
+    submitted for `key` while the previous batch ran (at most `max_batch`), and what `opener` yielded (None
+    without one), and returns one result per item, in order. If a batch fails, each of its requests raises that
     error. Results are handed out after the opener has exited (its transaction committed)."""
 
     def __init__(
@@ -70,8 +70,7 @@ class Coalescer(Generic[K, I, R]):
                 try:
                     async with (self.opener or nullcontext)() as opened:
                         batch = self._take(key)
-                        items = [item for item, _ in batch]
-                        results = await (self.run(key, items) if self.opener is None else self.run(key, items, opened))
+                        results = await self.run(key, [item for item, _ in batch], opened)
                 except Exception as error:  # every waiter hears about it; the flusher carries on
                     for _, future in batch or self._take(key):
                         if not future.done():

@@ -244,7 +244,6 @@ class CheckinDesk:
     (`check_in_many`, one transaction), so a burst on the board does not queue one transaction per press."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.sessionmaker = sessionmaker
         self.coalescer: Coalescer[int, tuple[int, datetime, Group | None], CheckinResult] = Coalescer(
             self._record, opener=in_transaction(sessionmaker)
         )

@@ -318,7 +318,7 @@ class ArrivalDesk:
         self, sessionmaker: async_sessionmaker[AsyncSession], default_timezone: str, *,
         refresh_s: float = 60.0, remember: int = 100_000,
     ) -> None:
-        self.sessionmaker, self.default_timezone = sessionmaker, default_timezone
+        self.default_timezone = default_timezone
         self.refresh_s, self.remember = refresh_s, remember
         self.coalescer: Coalescer[int, Arriving, Arrived] = Coalescer(
             self._record, opener=in_transaction(sessionmaker)
@@ -327,13 +327,12 @@ class ArrivalDesk:
 
     async def arrive(self, bot_id: int, arrival: Arriving) -> Arrived:
         result = await self.coalescer.submit(bot_id, arrival)  # committed by now: safe to remember
-        a = arrival
-        if a.chat is not None and a.person is not None and result.fresh:
-            key = (a.chat.chat_id, a.person.user_id)
-            if not a.routine or not a.member or result.member is None:
+        if arrival.chat is not None and arrival.person is not None and result.fresh:
+            key = (arrival.chat.chat_id, arrival.person.user_id)
+            if not arrival.routine or not arrival.member or result.member is None:
                 self.recent.pop(key, None)
             elif (hit := self.recent.get(key)) is None or hit[1] is not result.member:  # written, not reused
-                self.recent[key] = (a.person, result.member, time.monotonic())
+                self.recent[key] = (arrival.person, result.member, time.monotonic())
                 self.recent.move_to_end(key)
                 if len(self.recent) > self.remember:
                     self.recent.popitem(last=False)

@@ -76,7 +76,8 @@ async def test_desk_turns_a_burst_into_few_transactions(sessionmaker: async_sess
 async def test_a_failing_batch_fails_each_of_its_requests_and_the_next_batch_runs() -> None:
     calls: list[list[int]] = []
 
-    async def run(key: str, items):  # type: ignore[no-untyped-def]
+    async def run(key: str, items, opened):  # type: ignore[no-untyped-def]
+        assert opened is None  # no opener
         calls.append(list(items))
         if 13 in items:
             raise RuntimeError("bad batch")
