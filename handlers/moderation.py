@@ -42,7 +42,7 @@ from handlers.roles import (
     split_target,
 )
 from models import boards, detection, groups, moderation, roles
-from models.db import transaction, utcnow
+from models.db import utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 
@@ -400,22 +400,14 @@ async def enforce(
     user_id = message.from_user.id
     warns = rules.action_for(ladder_rule) == "warn"
     label = str(RULE_LABELS[rule])
-    result = None
     # The moderator check, the removal's record and the warning: one transaction, no network call inside.
-    async with transaction(session):
-        if await roles.is_bot_moderator(session, group.id, user_id):
-            return False
-        await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
-                                       action="delete", rule=rule, reason=violation.detail or None,
-                                       evidence=evidence, dry_run=dry, rules=rules)
-        if warns and not dry:
-            result = await moderation.add_warning(
-                session, group.id, user_id, key=f"msg:{message.chat.id}:{message.message_id}", rule=ladder_rule,
-                reason=label, rules=rules,
-            )
-            if result.added:
-                await moderation.record_action(session, group_id=group.id, actor_id=None, target_id=user_id,
-                                               action="warn", rule=rule, reason=label)
+    removal = await moderation.record_removal(
+        session, group.id, user_id, rule=rule, detail=violation.detail or None, evidence=evidence, rules=rules,
+        warn=(f"msg:{message.chat.id}:{message.message_id}", ladder_rule, label) if warns else None, dry_run=dry,
+    )
+    if removal.exempt:
+        return False
+    result = removal.warning
     if not dry:
         await delete_message(bot, session, group, message.message_id)
         if result is not None and result.added:  # else this message already cost a warning (an earlier edit of it)

@@ -8,6 +8,7 @@ as audit evidence, erased after `evidence_days` by the scheduler (erase_expired_
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +22,13 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Select,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
+    exists,
     func,
     select,
     update,
@@ -35,6 +39,7 @@ from sqlmodel import Field, SQLModel
 from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
 from models.detection import compile_banned
 from models.groups import Group
+from models.roles import BotModerator
 
 RULES = ("flood", "repeat", "links", "diversion", "banned", "newcomer", "locks")
 ACTIONS = ("delete", "warn", "unwarn", "mute", "unmute", "kick", "ban", "unban", "report", "ban_sender_chat")
@@ -557,25 +562,89 @@ async def record_action(
     """Write one audit row and return its id. `group_id` is groups.id; `actor_id` None means the bot itself.
     Evidence is clipped and kept for the group's `evidence_days` (0: not kept), from `rules` when the caller
     has them."""
-    now = utcnow()
     async with transaction(session):
-        until = None
-        if evidence:
-            if rules is None:
-                rules = rules_of(await _load_group(session, group_id))
-            days = rules.evidence_days
-            evidence, until = (evidence[:EVIDENCE_MAX], now + timedelta(days=days)) if days > 0 else (None, None)
-        row_id = await session.scalar(
-            insert(session, ModAction)
-            .values(
-                group_id=group_id, actor_id=actor_id, target_id=target_id, action=action[:32],
-                rule=rule[:32] if rule else None, reason=reason[:REASON_MAX] if reason else None,
-                evidence=evidence, evidence_until=until, dry_run=dry_run, created_at=now,
-            )
-            .returning(ModAction.id)  # type: ignore[arg-type]
-        )
+        if evidence and rules is None:
+            rules = rules_of(await _load_group(session, group_id))
+        row = _action_row(group_id, actor_id, target_id, action, rule, reason, evidence, dry_run, rules, utcnow())
+        row_id = await session.scalar(insert(session, ModAction).values(**row).returning(ModAction.id))  # type: ignore[arg-type]
         assert row_id is not None
         return int(row_id)
+
+
+def _action_row(
+    group_id: int, actor_id: int | None, target_id: int | None, action: str, rule: str | None, reason: str | None,
+    evidence: str | None, dry_run: bool, rules: ModerationRules | None, now: datetime,
+) -> dict[str, Any]:
+    until = None
+    if evidence:
+        assert rules is not None
+        days = rules.evidence_days
+        evidence, until = (evidence[:EVIDENCE_MAX], now + timedelta(days=days)) if days > 0 else (None, None)
+    return dict(
+        group_id=group_id, actor_id=actor_id, target_id=target_id, action=action[:32],
+        rule=rule[:32] if rule else None, reason=reason[:REASON_MAX] if reason else None,
+        evidence=evidence or None, evidence_until=until, dry_run=dry_run, created_at=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What an automatic removal recorded. `exempt`: the sender is a bot moderator, nothing was recorded.
+    `warning`: the warning it added or found (None when the rule does not warn, or in a dry run)."""
+
+    exempt: bool
+    warning: WarnResult | None = None
+
+
+async def record_removal(
+    session: AsyncSession,
+    group_id: int,
+    user_id: int,
+    *,
+    rule: str,
+    detail: str | None,
+    evidence: str | None,
+    rules: ModerationRules,
+    warn: tuple[str, str, str] | None,
+    dry_run: bool = False,
+) -> Removal:
+    """A rule broken by a member's message: unless they are a bot moderator, the removal's audit row and, when
+    `warn` = (key, ladder rule, reason) is given, a warning once per key and its audit row. One transaction of
+    three statements (exempt and active warnings in one read, the warning, both audit rows)."""
+    now = utcnow()
+    async with transaction(session):
+        exempt, before = (await session.execute(_exempt_and_warnings(), dict(g=group_id, u=user_id, now=now))).one()
+        if exempt:
+            return Removal(True)
+        rows = [_action_row(group_id, None, user_id, "delete", rule, detail, evidence, dry_run, rules, now)]
+        warning = None
+        if warn is not None and not dry_run:
+            key, ladder_rule, reason = warn
+            added = (await session.execute(
+                insert(session, ModWarning).values(
+                    group_id=group_id, user_id=user_id, issued_by=None, rule=ladder_rule, reason=reason[:REASON_MAX],
+                    key=key[:96], created_at=now, expires_at=now + timedelta(days=rules.warn_expiry_days),
+                ).on_conflict_do_nothing()
+            )).rowcount == 1
+            count = int(before) + added
+            warning = WarnResult(added, count, step_for(rules.ladder_for(ladder_rule), count) if added else None)
+            if added:
+                rows.append(_action_row(group_id, None, user_id, "warn", rule, reason, None, False, rules, now))
+        await session.execute(insert(session, ModAction), rows)
+        return Removal(False, warning)
+
+
+@functools.cache
+def _exempt_and_warnings() -> Select[Any]:
+    """(is a bot moderator, active warnings) for :g, :u at :now, in one read."""
+    moderator = select(BotModerator.id).where(
+        BotModerator.group_id == bindparam("g"), BotModerator.user_id == bindparam("u")  # type: ignore[arg-type]
+    )
+    active = select(func.count()).select_from(ModWarning).where(
+        ModWarning.group_id == bindparam("g"), ModWarning.user_id == bindparam("u"),  # type: ignore[arg-type]
+        ModWarning.revoked_at.is_(None), ModWarning.expires_at > bindparam("now", type_=UTCDateTime),  # type: ignore[union-attr, operator]
+    )
+    return select(exists(moderator), active.scalar_subquery())
 
 
 async def recent_actions(session: AsyncSession, group_id: int, limit: int = 15) -> list[ModAction]:
