@@ -8,6 +8,7 @@ with key f"checkin:{group_id}:{user_id}:{day}".
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,11 +27,12 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlmodel import Field, SQLModel
 
 from models import points
@@ -222,7 +224,7 @@ async def check_in_many(
         wanted = list(dict.fromkeys(user_ids))
         # Statements below run one compiled statement for many rows (executemany), cached across batches.
         inserted = await session.execute(
-            insert(session, Checkin).on_conflict_do_nothing().returning(Checkin.user_id),  # type: ignore[arg-type]
+            _checkin_insert(is_postgres(session)),
             [dict(group_id=group_id, user_id=u, day=day, points=0, streak=0, rank=None, made_up=False,
                   created_at=now) for u in wanted],
         )
@@ -283,7 +285,7 @@ async def _record_fresh(
 
     ordered = sorted(fresh)  # one lock order for every batch: no deadlocks on PostgreSQL
     continued = await session.execute(
-        _streak_upsert(is_postgres(session), day),
+        _streak_upsert(is_postgres(session)),
         [dict(group_id=group_id, user_id=u, current=1, best=1, last_day=day, updated_at=now) for u in ordered],
     )
     streak, best = {}, {}
@@ -304,12 +306,10 @@ async def _record_fresh(
     unpaid = [u for u in fresh if u not in ledger]
     balances = {u: await points.get_balance(session, group_id, u) for u in unpaid}
 
-    rows = Checkin.__table__.c  # type: ignore[attr-defined]
     await session.execute(
-        update(Checkin.__table__)  # type: ignore[arg-type]
-        .where(rows.group_id == group_id, rows.user_id == bindparam("member"), rows.day == day)
-        .values(points=bindparam("total"), streak=bindparam("now_streak"), rank=bindparam("now_rank")),
-        [{"member": u, "total": sum(parts[u]), "now_streak": streak[u], "now_rank": rank[u]} for u in ordered],
+        _checkin_figures(),
+        [{"g": group_id, "member": u, "d": day, "total": sum(parts[u]), "now_streak": streak[u], "now_rank": rank[u]}
+         for u in ordered],
     )
     results = {}
     for u in fresh:
@@ -325,17 +325,37 @@ async def _record_fresh(
     return results
 
 
-def _streak_upsert(postgres: bool, day: date) -> ReturningInsert[Any]:
+@functools.cache
+def _streak_upsert(postgres: bool) -> ReturningInsert[Any]:
     """Today's check-in continues the member's streak from yesterday, else starts it at 1 (a first check-in
-    creates the row); the best streak follows. Returns user_id, current, best."""
+    creates the row); the best streak follows. Returns user_id, current, best. Built once per dialect (the day
+    comes with each row as last_day; yesterday is computed from it in SQL)."""
     streaks = CheckinStreak.__table__.c  # type: ignore[attr-defined]
     statement = dialect_insert(postgres, CheckinStreak)
-    current = case((streaks.last_day == day - timedelta(days=1), streaks.current + 1), else_=1)
+    today = statement.excluded.last_day
+    yesterday = today - literal_column("1") if postgres else func.date(today, "-1 day")
+    current = case((streaks.last_day == yesterday, streaks.current + 1), else_=1)
     return statement.on_conflict_do_update(
         index_elements=["group_id", "user_id"],
         set_={"current": current, "best": case((current > streaks.best, current), else_=streaks.best),
-              "last_day": statement.excluded.last_day, "updated_at": statement.excluded.updated_at},
+              "last_day": today, "updated_at": statement.excluded.updated_at},
     ).returning(streaks.user_id, streaks.current, streaks.best)
+
+
+@functools.cache
+def _checkin_insert(postgres: bool) -> ReturningInsert[Any]:
+    """Today's check-in rows (figures filled in by _checkin_figures); returns the members who were not in yet."""
+    return dialect_insert(postgres, Checkin).on_conflict_do_nothing().returning(Checkin.user_id)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _checkin_figures() -> Update:
+    rows = Checkin.__table__.c  # type: ignore[attr-defined]
+    return (
+        update(Checkin.__table__)  # type: ignore[arg-type]
+        .where(rows.group_id == bindparam("g"), rows.user_id == bindparam("member"), rows.day == bindparam("d"))
+        .values(points=bindparam("total"), streak=bindparam("now_streak"), rank=bindparam("now_rank"))
+    )
 
 
 async def _earlier_results(

@@ -18,7 +18,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -50,6 +50,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given; qunbot stores aware UTC times")
         return value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """The stored form of a value, remembered for the last value seen: a batch writes the same `now` into
+        every row, and SQLite's form is a string built in Python each time (datetimes are immutable, and the
+        remembered one is kept alive, so the identity check is exact)."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        last: tuple[Any, Any] = (None, None)
+
+        def process(value: Any) -> Any:
+            nonlocal last
+            seen, stored = last
+            if value is seen and value is not None:
+                return stored
+            stored = convert(value)
+            last = (value, stored)
+            return stored
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is None:
