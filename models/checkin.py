@@ -273,12 +273,8 @@ async def _record_fresh(
     session: AsyncSession, group_id: int, rules: points.PointsRules, day: date, fresh: list[int], now: datetime
 ) -> dict[int, CheckinResult]:
     """Ranks, streaks, points and badges for members whose check-in rows this transaction has just inserted."""
-    counter = CheckinDay.__table__.c  # type: ignore[attr-defined]
     last_rank = await session.scalar(
-        insert(session, CheckinDay)
-        .values(group_id=group_id, day=day, count=len(fresh))
-        .on_conflict_do_update(index_elements=["group_id", "day"], set_={"count": counter.count + len(fresh)})
-        .returning(counter.count)
+        _day_counter(is_postgres(session)), {"group_id": group_id, "day": day, "count": len(fresh)}
     )
     assert last_rank is not None
     rank = {u: last_rank - len(fresh) + 1 + i for i, u in enumerate(fresh)}
@@ -340,6 +336,18 @@ def _streak_upsert(postgres: bool) -> ReturningInsert[Any]:
         set_={"current": current, "best": case((current > streaks.best, current), else_=streaks.best),
               "last_day": today, "updated_at": statement.excluded.updated_at},
     ).returning(streaks.user_id, streaks.current, streaks.best)
+
+
+@functools.cache
+def _day_counter(postgres: bool) -> ReturningInsert[Any]:
+    """Adds :count check-ins to the day's counter and returns the new total (the last new rank)."""
+    counter = CheckinDay.__table__.c  # type: ignore[attr-defined]
+    statement = dialect_insert(postgres, CheckinDay).values(
+        group_id=bindparam("group_id"), day=bindparam("day"), count=bindparam("count")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["group_id", "day"], set_={"count": counter.count + statement.excluded.count}
+    ).returning(counter.count)
 
 
 @functools.cache

@@ -15,8 +15,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    Select,
     String,
     UniqueConstraint,
+    bindparam,
     case,
     delete,
     func,
@@ -360,7 +362,7 @@ async def get_group(session: AsyncSession, chat_id: int) -> Group | None:
 async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezone: str) -> Group:
     """The group row for this chat, created on first sight, its title kept current."""
     async with transaction(session):
-        group = await session.scalar(select(Group).where(Group.chat_id == chat.chat_id))  # type: ignore[arg-type]
+        group = await session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
         if group is None:
             await session.execute(
                 insert(session, Group)
@@ -378,11 +380,17 @@ async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezon
                 )
                 .on_conflict_do_nothing()
             )
-            group = await session.scalar(select(Group).where(Group.chat_id == chat.chat_id))  # type: ignore[arg-type]
+            group = await session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
             assert group is not None
         elif group.title != chat.title or group.chat_type != chat.chat_type:
             group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
         return group
+
+
+@functools.cache
+def _group_by_chat() -> Select[tuple[Group]]:
+    """Built once: every arrival batch reads its group (constructing the query cost as much as running it)."""
+    return select(Group).where(Group.chat_id == bindparam("chat_id"))  # type: ignore[arg-type]
 
 
 async def set_bot_status(
