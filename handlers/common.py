@@ -14,7 +14,7 @@ from aiogram import Bot, Router
 from aiogram.dispatcher.event.bases import UNHANDLED, SkipHandler
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, Filter
-from aiogram.filters.callback_data import CallbackQueryFilter
+from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
 from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
@@ -255,6 +255,9 @@ class _Entry:
                 self._narrow(frozenset(COMMAND + name for name in f.commands))  # still checked: mention, args
             elif isinstance(f, CallbackQueryFilter) and f.callback_data.__separator__ == CALLBACK_SEPARATOR:
                 self._narrow(frozenset({PREFIX + f.callback_data.__prefix__}))  # still checked: unpacking
+                if f.rule is None and not f.callback_data.model_fields:
+                    checks.append(_Check(_bare_press(f.callback_data)))  # nothing to unpack: the data is the prefix
+                    continue
             checks.append(_Check(f))
         self.checks = tuple(checks)
 
@@ -276,6 +279,17 @@ class _Entry:
 CALLBACK_SEPARATOR = ":"
 COMMAND, KEYWORD, PREFIX, SERVICE = "/", "=", "#", "!"  # index keys: "/checkin", "=积分", "#vp", "!left_chat_member"
 CHAT_KINDS = ("group", "supergroup", "private", "channel", None)
+
+
+def _bare_press(data: type[CallbackData]) -> Callable[[CallbackQuery], dict[str, Any] | bool]:
+    """The check of a button whose data has no fields (e.g. the check-in board's "ci"): the data is exactly the
+    prefix, and the handler's `callback_data` is one shared instance (a model with no fields holds nothing)."""
+    prefix, instance = data.__prefix__, data()
+
+    def check(query: CallbackQuery) -> dict[str, Any] | bool:
+        return {"callback_data": instance} if query.data == prefix else False
+
+    return check
 
 
 def _plain_command(f: Command) -> bool:

@@ -165,3 +165,26 @@ async def test_service_messages_are_looked_up_by_kind(board) -> None:  # type: i
     assert index_key(message(GROUP, left_chat_member=ANN).message) == "!left_chat_member"  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Service("pinned_message")  # not indexed: would silently never match
+
+
+class Bare(CallbackData, prefix="bare"):
+    """A button whose data has no fields: matched by its exact data, unpacked once."""
+
+
+async def test_a_button_without_fields_matches_its_exact_data_only() -> None:
+    router, seen = Blueprint("bare"), []
+
+    @router.callback_query(Bare.filter(), IN_GROUP)
+    async def pressed(query: CallbackQuery, callback_data: Bare) -> None:
+        seen.append(f"bare:{type(callback_data).__name__}")
+
+    @router.callback_query(IN_GROUP)
+    async def fallback(query: CallbackQuery) -> None:
+        seen.append(f"fallback:{query.data}")
+
+    dp = Dispatcher()
+    Switchboard([router]).install(dp)
+    bot = Bot("42:TEST-token-abcdefghijklmnop", session=MeOnly())
+    for data in ("bare", "bare:1", "bared", "bare"):
+        await dp.feed_update(bot, press(data))
+    assert seen == ["bare:Bare", "fallback:bare:1", "fallback:bared", "bare:Bare"]
