@@ -20,6 +20,7 @@ from bot.middlewares import register_middlewares
 from bot.settings import Settings
 from models import groups
 from models.checkin import CheckinDesk
+from models.points import ChatDesk
 
 log = logging.getLogger("qunbot")
 
@@ -92,6 +93,7 @@ def create_dispatcher(
         sessionmaker=sessionmaker,
         i18n=i18n,
         checkin_desk=CheckinDesk(sessionmaker),  # check-ins that arrive together share one transaction
+        chat_desk=ChatDesk(sessionmaker),  # so do chat points
     )
     register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
     handlers.install(dp)

@@ -797,7 +797,7 @@ async def review_showcase(
 
 @router.message(IN_GROUP)
 async def chat_points(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Dispatcher
+    message: Message, bot: Bot, group: Group | None, dispatcher: Dispatcher, chat_desk: points.ChatDesk
 ) -> Any:
     """Points for taking part in the conversation. Lets the message go on to later listeners (moderation)."""
     user = message.from_user
@@ -823,8 +823,9 @@ async def chat_points(
         length, digest = fingerprint(text)
         if length < rules.chat_min_length:
             raise SkipHandler()
-        result = await points.award_chat(
-            session, group.id, user.id, length, digest, key=f"chat:{message.chat.id}:{message.message_id}"
+        result = await chat_desk.award(
+            group.id, points.ChatMessage(user.id, length, digest, f"chat:{message.chat.id}:{message.message_id}"),
+            group=group,
         )
         if result.awarded:
             quiet.rest(group.id, user.id, rules.chat_cooldown_s)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    bindparam,
     cast,
     delete,
     func,
@@ -36,10 +37,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlmodel import Field, SQLModel
 
+from models.batching import Coalescer, in_transaction
 from models.clock import local_day
 from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 from models.groups import Group
@@ -899,49 +901,188 @@ async def award_chat(
 
     Earns rules.chat_points unless: the message is shorter than chat_min_length ("too_short"); the member
     earned chat points less than chat_cooldown_s ago ("cooldown"); the fingerprint equals that of their last
-    rewarded message ("same_text"); or chat_daily_cap for the local day is reached ("capped"). Cooldown and
-    fingerprint are checked by one conditional UPDATE, so concurrent messages earn at most once. Only the
-    hash is stored. `key` (e.g. f"chat:{chat_id}:{message_id}") makes a redelivered message a no-op.
+    rewarded message ("same_text"); or chat_daily_cap for the local day is reached ("capped"). Only the hash is
+    stored. `key` (e.g. f"chat:{chat_id}:{message_id}") makes a redelivered message a no-op.
     """
     now = now or utcnow()
-    fingerprint = fingerprint[:64]
+    key = key or f"chat:{group_id}:{user_id}:{now.timestamp():.6f}"
+    return (await award_chat_many(session, group_id, [ChatMessage(user_id, text_length, fingerprint, key)], now=now))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message that may earn chat points (see award_chat)."""
+
+    user_id: int
+    length: int
+    fingerprint: str
+    key: str
+
+
+async def award_chat_many(
+    session: AsyncSession, group_id: int, messages: Sequence[ChatMessage], *, now: datetime | None = None,
+    group: Group | None = None,
+) -> list[EarnResult]:
+    """`award_chat` for many messages of one group in one transaction and a fixed number of statements (a busy
+    group: every member's first message of the minute earns). One result per message, in order. A member's
+    messages are judged in the order given (the second one within the cooldown is "cooldown").
+
+    Exact on both engines: the members' chat states and daily counters are read locked (SQLite: the write lock
+    BEGIN IMMEDIATE took; PostgreSQL: FOR UPDATE), judged, then written. `group`: its row as the caller read it."""
+    now = now or utcnow()
     async with transaction(session):
-        group = await load_group(session, group_id)
+        if group is None or group.id != group_id:
+            group = await load_group(session, group_id)
         rules = rules_of(group)
+        results: list[EarnResult | None] = [None] * len(messages)
         if rules.chat_points <= 0 or rules.chat_daily_cap <= 0:
-            return EarnResult("disabled")
-        if text_length < rules.chat_min_length:
-            return EarnResult("too_short")
-        key = key or f"chat:{group_id}:{user_id}:{now.timestamp():.6f}"
-        if await session.scalar(select(PointsEntry.id).where(PointsEntry.key == key)) is not None:  # type: ignore[call-overload]
-            return EarnResult("duplicate", 0, await _duplicate(session, key))
-        await session.execute(
-            insert(session, ChatAwardState)
-            .values(group_id=group_id, user_id=user_id, last_award_at=now - timedelta(days=3650), last_fingerprint="")
-            .on_conflict_do_nothing()
-        )
-        state = ChatAwardState.__table__.c  # type: ignore[attr-defined]
-        member = (state.group_id == group_id) & (state.user_id == user_id)
-        claimed = (
+            return [EarnResult("disabled")] * len(messages)
+        pending = []
+        for i, m in enumerate(messages):
+            if m.length < rules.chat_min_length:
+                results[i] = EarnResult("too_short")
+            else:
+                pending.append(i)
+        used = set(await session.scalars(
+            select(PointsEntry.key).where(PointsEntry.key.in_({messages[i].key[:KEY_MAX] for i in pending}))  # type: ignore[attr-defined, call-overload]
+        )) if pending else set()
+        for i in [i for i in pending if messages[i].key[:KEY_MAX] in used]:
+            results[i] = EarnResult("duplicate", 0, await _duplicate(session, messages[i].key[:KEY_MAX]))
+        pending = [i for i in pending if results[i] is None]
+        while pending:  # one message per member a round; a member's next message is judged after their first
+            firsts: dict[int, int] = {}
+            for i in pending:
+                firsts.setdefault(messages[i].user_id, i)
+            round_ = sorted(firsts.values(), key=lambda i: messages[i].user_id)  # one lock order: no deadlocks
+            await _chat_round(session, group, rules, messages, round_, results, now)
+            pending = [i for i in pending if results[i] is None]
+        done = [r for r in results if r is not None]
+        assert len(done) == len(messages)
+        return done
+
+
+async def _chat_round(
+    session: AsyncSession, group: Group, rules: PointsRules, messages: Sequence[ChatMessage], round_: list[int],
+    results: list[EarnResult | None], now: datetime,
+) -> None:
+    """Judge and award one message each of distinct members (sorted by member)."""
+    assert group.id is not None
+    postgres = is_postgres(session)
+    users = [messages[i].user_id for i in round_]
+    fingerprints = {messages[i].user_id: messages[i].fingerprint[:64] for i in round_}
+    # Cooldown and same text: a first chat state is written as claimed; an existing one is read locked, judged.
+    created = set((await session.execute(
+        _chat_state_insert(postgres),
+        [dict(group_id=group.id, user_id=u, last_award_at=now, last_fingerprint=fingerprints[u]) for u in users],
+    )).scalars())
+    state = ChatAwardState.__table__.c  # type: ignore[attr-defined]
+    earlier = {row.user_id: row for row in (await session.execute(
+        select(state.user_id, state.last_award_at, state.last_fingerprint)
+        .where(state.group_id == group.id, state.user_id.in_([u for u in users if u not in created]))
+        .with_for_update()
+    ))} if len(created) < len(users) else {}
+    claimed = set(created)
+    cutoff = now - timedelta(seconds=rules.chat_cooldown_s)
+    for i in round_:
+        u = messages[i].user_id
+        if u in created:
+            continue
+        row = earlier[u]
+        if row.last_award_at <= cutoff and row.last_fingerprint != fingerprints[u]:
+            claimed.add(u)
+        else:
+            results[i] = EarnResult("same_text" if row.last_fingerprint == fingerprints[u] else "cooldown")
+    if claimed - created:
+        await session.execute(_chat_state_claim(), [
+            dict(g=group.id, u=u, at=now, fp=fingerprints[u]) for u in sorted(claimed - created)
+        ])
+    # The daily cap, counted the same way: a first counter of the day is written as counted.
+    amount, cap, day = rules.chat_points, rules.chat_daily_cap, local_day(now, group.timezone)
+    counting = sorted(claimed) if amount <= cap else []
+    counted = set((await session.execute(
+        _daily_counter_insert(postgres),
+        [dict(group_id=group.id, user_id=u, kind="chat", day=day, earned=amount) for u in counting],
+    )).scalars()) if counting else set()
+    daily = PointsDailyCounter.__table__.c  # type: ignore[attr-defined]
+    rest = [u for u in counting if u not in counted]
+    if rest:
+        earned = dict((await session.execute(
+            select(daily.user_id, daily.earned)
+            .where(daily.group_id == group.id, daily.kind == "chat", daily.day == day, daily.user_id.in_(rest))
+            .with_for_update()
+        )).all())
+        more = [u for u in rest if earned[u] + amount <= cap]
+        if more:
             await session.execute(
-                update(ChatAwardState)
-                .where(
-                    member,
-                    state.last_award_at <= now - timedelta(seconds=rules.chat_cooldown_s),
-                    state.last_fingerprint != fingerprint,
-                )
-                .values(last_award_at=now, last_fingerprint=fingerprint)
-                .returning(state.user_id)
+                _daily_counter_add(), [dict(g=group.id, u=u, k="chat", d=day, n=amount) for u in more]
             )
-        ).first()
-        if claimed is None:
-            last = (await session.execute(select(state.last_award_at, state.last_fingerprint).where(member))).one()
-            if last.last_fingerprint == fingerprint:
-                return EarnResult("same_text")
-            return EarnResult("cooldown")
-        return await _capped_award(
-            session, group, rules, user_id, "chat", rules.chat_points, rules.chat_daily_cap, key, now
+        counted |= set(more)
+    by_user = {messages[i].user_id: i for i in round_}
+    for u in claimed - counted:
+        results[by_user[u]] = EarnResult("capped")
+    awards = [Award(u, amount, messages[by_user[u]].key[:KEY_MAX]) for u in sorted(counted)]
+    ledger = await award_many(session, group.id, awards, "chat", now=now, rules=rules)
+    for u in sorted(counted):
+        result = ledger[u]
+        if result.applied:
+            results[by_user[u]] = EarnResult("awarded", amount, result)
+        else:  # a concurrent delivery of the same key won: give back what was counted
+            await session.execute(_daily_counter_add(), [dict(g=group.id, u=u, k="chat", d=day, n=-amount)])
+            results[by_user[u]] = EarnResult("duplicate", 0, result)
+
+
+class ChatDesk:
+    """Chat points through one desk per process: messages that arrive together are judged and awarded together
+    (`award_chat_many`, one transaction), as check-ins are (checkin.CheckinDesk)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.coalescer: Coalescer[int, tuple[ChatMessage, datetime, Group | None], EarnResult] = Coalescer(
+            self._record, opener=in_transaction(sessionmaker)
         )
+
+    async def award(
+        self, group_id: int, message: ChatMessage, *, now: datetime | None = None, group: Group | None = None
+    ) -> EarnResult:
+        """`group`: the group's row as the arrival read it (saves loading it again), if the caller has it."""
+        return await self.coalescer.submit(group_id, (message, now or utcnow(), group))
+
+    async def _record(
+        self, group_id: int, items: Sequence[tuple[ChatMessage, datetime, Group | None]], session: AsyncSession
+    ) -> list[EarnResult]:
+        # The batch's time is its latest message; its group, the latest read.
+        return await award_chat_many(session, group_id, [m for m, _, _ in items], now=max(t for _, t, _ in items),
+                                     group=items[-1][2])
+
+
+@functools.cache
+def _chat_state_insert(postgres: bool) -> ReturningInsert[Any]:
+    return dialect_insert(postgres, ChatAwardState).on_conflict_do_nothing().returning(ChatAwardState.user_id)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _chat_state_claim() -> Update:
+    state = ChatAwardState.__table__.c  # type: ignore[attr-defined]
+    return (
+        update(ChatAwardState.__table__)  # type: ignore[arg-type]
+        .where(state.group_id == bindparam("g"), state.user_id == bindparam("u"))
+        .values(last_award_at=bindparam("at"), last_fingerprint=bindparam("fp"))
+    )
+
+
+@functools.cache
+def _daily_counter_insert(postgres: bool) -> ReturningInsert[Any]:
+    return dialect_insert(postgres, PointsDailyCounter).on_conflict_do_nothing().returning(PointsDailyCounter.user_id)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _daily_counter_add() -> Update:
+    daily = PointsDailyCounter.__table__.c  # type: ignore[attr-defined]
+    return (
+        update(PointsDailyCounter.__table__)  # type: ignore[arg-type]
+        .where(daily.group_id == bindparam("g"), daily.user_id == bindparam("u"), daily.kind == bindparam("k"),
+               daily.day == bindparam("d"))
+        .values(earned=daily.earned + bindparam("n"))
+    )
 
 
 async def award_showcase(

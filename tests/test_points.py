@@ -3,6 +3,7 @@ over earn / spend / redeem / cancel / reverse / redelivery on both engines."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -149,6 +150,45 @@ async def test_rules_defaults_and_set_rule(session: AsyncSession) -> None:
             await points.set_rule(session, group_id, name, raw)
         assert error.value.name == name and error.value.reason
     assert await points.get_rules(session, group_id) == again
+
+
+async def test_chat_points_for_many_messages_in_one_batch(session: AsyncSession) -> None:
+    group_id = await make_group(session)
+    await points.set_rule(session, group_id, "chat_daily_cap", "2")
+    Msg = points.ChatMessage
+    first = await points.award_chat_many(session, group_id, [
+        Msg(1, 10, "a", "k1"), Msg(2, 10, "a", "k2"), Msg(1, 10, "b", "k3"), Msg(3, 2, "a", "k4"),
+    ], now=NOON)
+    assert [r.status for r in first] == ["awarded", "awarded", "cooldown", "too_short"]
+    later = NOON + timedelta(seconds=61)
+    second = await points.award_chat_many(session, group_id, [
+        Msg(1, 10, "b", "k5"), Msg(2, 10, "a", "k6"), Msg(1, 10, "c", "k1"), Msg(4, 10, "x", "k7"),
+    ], now=later)
+    # member 1 earns again; member 2 repeats their rewarded text; "k1" was paid already; member 4 is new
+    assert [r.status for r in second] == ["awarded", "same_text", "duplicate", "awarded"]
+    third = await points.award_chat_many(session, group_id, [Msg(1, 10, "d", "k8"), Msg(4, 10, "y", "k9")],
+                                         now=later + timedelta(seconds=61))
+    assert [r.status for r in third] == ["capped", "awarded"]  # member 1 reached the daily cap of 2
+    balances = {u: (await points.get_balance(session, group_id, u)).balance for u in (1, 2, 3, 4)}
+    assert balances == {1: 2, 2: 1, 3: 0, 4: 2}
+    await assert_invariants(session, group_id)
+
+
+async def test_the_chat_desk_pays_concurrent_messages_once_per_member(sessionmaker, session: AsyncSession) -> None:  # type: ignore[no-untyped-def]
+    group_id = await make_group(session)
+    await session.commit()
+    desk = points.ChatDesk(sessionmaker)
+    many = [desk.award(group_id, points.ChatMessage(u, 10, f"t{u}", f"m{u}"), now=NOON) for u in range(100, 140)]
+    same = [desk.award(group_id, points.ChatMessage(7, 10, f"t{i}", f"s{i}"), now=NOON) for i in range(10)]
+    results = await asyncio.gather(*many, *same)
+    assert all(r.awarded for r in results[:40])
+    assert [r.status for r in results[40:]].count("awarded") == 1
+    async with sessionmaker() as check:
+        entries = await check.scalar(
+            select(func.count()).select_from(PointsEntry).where(PointsEntry.group_id == group_id)
+        )
+        assert entries == 41
+        await assert_invariants(check, group_id)
 
 
 async def test_chat_cooldown_length_fingerprint_and_daily_cap(session: AsyncSession) -> None:
