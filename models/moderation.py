@@ -34,9 +34,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 from models.detection import compile_banned
 from models.groups import Group
 from models.roles import BotModerator
@@ -566,7 +567,7 @@ async def record_action(
         if evidence and rules is None:
             rules = rules_of(await _load_group(session, group_id))
         row = _action_row(group_id, actor_id, target_id, action, rule, reason, evidence, dry_run, rules, utcnow())
-        row_id = await session.scalar(insert(session, ModAction).values(**row).returning(ModAction.id))  # type: ignore[arg-type]
+        row_id = await session.scalar(_action_insert(is_postgres(session)), row)
         assert row_id is not None
         return int(row_id)
 
@@ -620,18 +621,32 @@ async def record_removal(
         warning = None
         if warn is not None and not dry_run:
             key, ladder_rule, reason = warn
-            added = (await session.execute(
-                insert(session, ModWarning).values(
-                    group_id=group_id, user_id=user_id, issued_by=None, rule=ladder_rule, reason=reason[:REASON_MAX],
-                    key=key[:96], created_at=now, expires_at=now + timedelta(days=rules.warn_expiry_days),
-                ).on_conflict_do_nothing()
-            )).rowcount == 1
+            added = (await session.execute(_warning_insert(is_postgres(session)), dict(
+                group_id=group_id, user_id=user_id, issued_by=None, rule=ladder_rule, reason=reason[:REASON_MAX],
+                key=key[:96], created_at=now, expires_at=now + timedelta(days=rules.warn_expiry_days),
+            ))).rowcount == 1
             count = int(before) + added
             warning = WarnResult(added, count, step_for(rules.ladder_for(ladder_rule), count) if added else None)
             if added:
                 rows.append(_action_row(group_id, None, user_id, "warn", rule, reason, None, False, rules, now))
-        await session.execute(insert(session, ModAction), rows)
+        await session.execute(_actions_insert(is_postgres(session)), rows)
         return Removal(False, warning)
+
+
+@functools.cache
+def _action_insert(postgres: bool) -> ReturningInsert[Any]:
+    """One audit row, its id returned (built once per dialect, like the two below: the removal path is hot)."""
+    return dialect_insert(postgres, ModAction).returning(ModAction.id)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _actions_insert(postgres: bool) -> Insert:
+    return dialect_insert(postgres, ModAction)
+
+
+@functools.cache
+def _warning_insert(postgres: bool) -> Insert:
+    return dialect_insert(postgres, ModWarning).on_conflict_do_nothing()
 
 
 @functools.cache
