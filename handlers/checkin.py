@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import logging
 import time
 from datetime import date
@@ -188,8 +189,13 @@ class CheckinKeyword(BaseFilter):
     async def __call__(self, message: Message, group: Group | None = None) -> bool:
         if group is None or not message.text or len(message.text) > 20:
             return False
-        text = message.text.strip().casefold()
-        return any(text == keyword.casefold() for keyword in boards.board_settings(group).keywords)
+        return message.text.strip().casefold() in _folded(boards.board_settings(group).keywords)
+
+
+@functools.lru_cache(maxsize=1024)
+def _folded(keywords: tuple[str, ...]) -> frozenset[str]:
+    """A group's check-in keywords as compared (every group message meets this filter)."""
+    return frozenset(keyword.casefold() for keyword in keywords)
 
 
 @router.message(Command("checkin"))
