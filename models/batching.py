@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -83,3 +84,26 @@ class Coalescer(Generic[K, I, R]):
             for _, future in self.waiting.pop(key, []):  # only when cancelled (shutdown)
                 future.cancel()
             self.flushing.pop(key, None)
+
+
+class GroupDesk(Generic[I, R]):
+    """One desk per process for requests about a group that a burst makes together (check-ins, chat points):
+    they are recorded by `record_many(session, group_id, items, now=, group=)` in one transaction. The batch's
+    time is its latest request's; its group row, the latest the callers read (None: record_many loads it)."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], record_many: Callable[..., Awaitable[Sequence[R]]]
+    ) -> None:
+        self.record_many = record_many
+        self.coalescer: Coalescer[int, tuple[I, datetime, Any], R] = Coalescer(
+            self._record, opener=in_transaction(sessionmaker)
+        )
+
+    async def submit(self, group_id: int, item: I, *, now: datetime | None = None, group: Any = None) -> R:
+        return await self.coalescer.submit(group_id, (item, now or datetime.now(UTC), group))
+
+    async def _record(
+        self, group_id: int, requests: Sequence[tuple[I, datetime, Any]], session: AsyncSession
+    ) -> Sequence[R]:
+        return await self.record_many(session, group_id, [item for item, _, _ in requests],
+                                      now=max(t for _, t, _ in requests), group=requests[-1][2])

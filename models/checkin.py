@@ -36,7 +36,7 @@ from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlmodel import Field, SQLModel
 
 from models import points
-from models.batching import Coalescer, in_transaction
+from models.batching import GroupDesk
 from models.clock import local_day
 from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 from models.groups import Group
@@ -241,27 +241,18 @@ async def check_in_many(
         return out
 
 
-class CheckinDesk:
+class CheckinDesk(GroupDesk[int, CheckinResult]):
     """Check-ins through one desk per process: presses that arrive together are recorded together
     (`check_in_many`, one transaction), so a burst on the board does not queue one transaction per press."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.coalescer: Coalescer[int, tuple[int, datetime, Group | None], CheckinResult] = Coalescer(
-            self._record, opener=in_transaction(sessionmaker)
-        )
+        super().__init__(sessionmaker, check_in_many)
 
     async def check_in(
         self, group_id: int, user_id: int, *, now: datetime | None = None, group: Group | None = None
     ) -> CheckinResult:
         """`group`: the group's row as the arrival read it (saves loading it again), if the caller has it."""
-        return await self.coalescer.submit(group_id, (user_id, now or utcnow(), group))
-
-    async def _record(
-        self, group_id: int, presses: Sequence[tuple[int, datetime, Group | None]], session: AsyncSession
-    ) -> list[CheckinResult]:
-        # The batch's time is its latest press; its group, the latest read.
-        return await check_in_many(session, group_id, [u for u, _, _ in presses],
-                                   now=max(t for _, t, _ in presses), group=presses[-1][2])
+        return await self.submit(group_id, user_id, now=now, group=group)
 
 
 def _as_already(result: CheckinResult) -> CheckinResult:

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert, Update
 from sqlmodel import Field, SQLModel
 
-from models.batching import Coalescer, in_transaction
+from models.batching import GroupDesk
 from models.clock import local_day
 from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
 from models.groups import Group
@@ -1031,27 +1031,18 @@ async def _chat_round(
             results[by_user[u]] = EarnResult("duplicate", 0, result)
 
 
-class ChatDesk:
+class ChatDesk(GroupDesk[ChatMessage, EarnResult]):
     """Chat points through one desk per process: messages that arrive together are judged and awarded together
     (`award_chat_many`, one transaction), as check-ins are (checkin.CheckinDesk)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.coalescer: Coalescer[int, tuple[ChatMessage, datetime, Group | None], EarnResult] = Coalescer(
-            self._record, opener=in_transaction(sessionmaker)
-        )
+        super().__init__(sessionmaker, award_chat_many)
 
     async def award(
         self, group_id: int, message: ChatMessage, *, now: datetime | None = None, group: Group | None = None
     ) -> EarnResult:
         """`group`: the group's row as the arrival read it (saves loading it again), if the caller has it."""
-        return await self.coalescer.submit(group_id, (message, now or utcnow(), group))
-
-    async def _record(
-        self, group_id: int, items: Sequence[tuple[ChatMessage, datetime, Group | None]], session: AsyncSession
-    ) -> list[EarnResult]:
-        # The batch's time is its latest message; its group, the latest read.
-        return await award_chat_many(session, group_id, [m for m, _, _ in items], now=max(t for _, t, _ in items),
-                                     group=items[-1][2])
+        return await self.submit(group_id, message, now=now, group=group)
 
 
 @functools.cache
