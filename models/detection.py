@@ -60,6 +60,20 @@ def _invisible_table() -> dict[int, None]:
 
 _INVISIBLE = _invisible_table()
 
+
+def _char_class(code_points: Iterable[int]) -> re.Pattern[str]:
+    """One regex character class matching exactly these code points (runs written as ranges)."""
+    ranges: list[list[int]] = []
+    for cp in sorted(code_points):
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+_INVISIBLE_CUE = _char_class(_INVISIBLE)  # translating costs a lookup per character; most text has none of these
+
 _DOT_WORD = r"(?:dot|\.|。|点|點)"
 # A dot substitute between two domain-like labels. The left label is checked by the lookbehind, the right one by
 # the lookahead, so "3点半" or "好的。" are left alone while "taobao点com" and "example [dot] com" become domains.
@@ -74,11 +88,16 @@ _DOT_SUBSTITUTE = re.compile(
 )
 
 
+# Every dot substitute contains one of these (a cheap test that spares most chat the substitution's scan).
+_DOT_CUE = re.compile(r"[.。·•・‧∙⋅点點]|dot", re.IGNORECASE)
+
+
 def _fold(text: str) -> str:
     """normalize() without the final lower-casing (invite hashes are case-sensitive)."""
     text = unicodedata.normalize("NFKC", text[: MAX_SCAN_CHARS * 2])[: MAX_SCAN_CHARS * 2]  # "ﷺ" is 18 letters
-    text = text.translate(_INVISIBLE)
-    return _DOT_SUBSTITUTE.sub(".", text)
+    if _INVISIBLE_CUE.search(text):
+        text = text.translate(_INVISIBLE)
+    return _DOT_SUBSTITUTE.sub(".", text) if _DOT_CUE.search(text) else text
 
 
 def normalize(text: str) -> str:
@@ -245,6 +264,8 @@ def _is_bare_domain(token: str) -> bool:
 
 def _links_in(folded: str) -> list[Finding]:
     found: list[Finding] = []
+    if "." not in folded and "://" not in folded:  # every link form has one: "tg://", "https://", a dot before a TLD
+        return found
     rest = folded
     for match in _TG_URL.finditer(folded):
         finding = _tg_scheme_finding(match["action"], match["query"] or "")
@@ -385,9 +406,15 @@ def _phone_in_run(run: str, before: str) -> str | None:
     return None
 
 
+# A mobile number is 11 digits (ASCII, or Chinese numerals before _CN_DIGITS turns them into ASCII).
+_DIGIT_LIKE = re.compile("[0-9零〇一二三四五六七八九幺壹贰叁肆伍陆柒捌玖]")
+
+
 def _phones(normalized: str) -> list[Finding]:
+    found: list[Finding] = []
+    if len(_DIGIT_LIKE.findall(normalized)) < 11:
+        return found
     text = normalized.translate(_CN_DIGITS)
-    found = []
     for match in _PHONE_RUN.finditer(text):
         if match.end() - match.start() < 11:  # fewer than 11 digits: no mobile number (prices, times, counts)
             continue
@@ -407,9 +434,18 @@ def find_diversion(text: str) -> list[Finding]:
     return _diversion_in(normalize(text[:MAX_SCAN_CHARS]))
 
 
+# What the diversion patterns cannot match without. _WECHAT_STRONG: 加 + ➕ 搜 (before any spelling), 信 (v信 威信
+# 薇信 徽信), 绿 (绿泡泡), vx, add; _WECHAT_WEAK: 微 (微信), vx wx weixin wechat, ":" or "=" (after a lone v);
+# _QQ and _QQ_GROUP_JOIN: qq q号 q群 扣 企; _INVITE_NUMBER: 群 or join; _CHANNEL_PROMOTION: @. Most chat has none
+# of them and skips the six patterns (tests/test_detection.py holds this list to the patterns themselves).
+_DIVERSION_CUE = re.compile(r"[加+➕搜信绿微扣企群@]|v\s*+[:=]|vx|wx|weixin|wechat|add|join|q[q号群]")
+
+
 def _diversion_in(normalized: str) -> list[Finding]:
     """find_diversion on `normalized` text."""
     found: list[Finding] = []
+    if not _DIVERSION_CUE.search(normalized):
+        return _phones(normalized)
     for match in _WECHAT_WITH_ID.finditer(normalized):
         token = match["id"]
         strong = _WECHAT_ALONE.fullmatch(match["cue"]) is not None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from models import detection
 from models.detection import (
     MAX_SCAN_CHARS,
     BannedMatcher,
@@ -190,3 +191,93 @@ def test_pathological_long_input_is_scanned_without_blowing_up(fragment: str) ->
     text = fragment * (MAX_SCAN_CHARS // len(fragment) + 10)
     matcher = compile_banned(["代购", "a*b*c*d", "re:兼职.*日结", "re:a\\s*\\d+\\s*x"])
     scan(text, [text], banned=matcher)
+
+
+# -- the cheap tests that let most chat skip a detector ---------------------------------------------------------
+# Each detector first asks whether the text holds something it cannot match without (a cue). These tests hold
+# each cue list to the patterns it stands for: whenever the cue is absent, the patterns find nothing either.
+
+NEAR_MISSES = list("abcdehijnoqstvwxy0123456789 :=#-_./@+")
+NEAR_MISSES += list("号码是为进入加我们的本这个群聊关注订阅频道搜索微信威薇徽绿泡扣企鹅添一下")
+TOKENS = ["a", "b1", "1", "12345", "1381234567", " ", ".", "[", "]", "(", ")", "dot", "。", "·", "点", "q", "qq"]
+TOKENS += ["群", "号", "是", ":", "=", "v", "x", "w", "加", "微信", "威信", "绿泡泡", "扣扣", "企鹅", "join", "add"]
+TOKENS += ["me", "on", "my", "wechat", "weixin", "id", "关注", "频道", "进", "我们的", "@abcd", "t.me/", "https://"]
+TOKENS += ["tg://", "com"]
+near_miss_texts = st.one_of(
+    st.text(alphabet=st.sampled_from(NEAR_MISSES), max_size=40),
+    st.lists(st.sampled_from(TOKENS), max_size=12).map("".join),
+)
+
+
+@example(text='qq12345')
+@example(text='扣扣12345')
+@example(text='企鹅号12345')
+@example(text='q号12345')
+@example(text='q群12345')
+@example(text='加q群')
+@example(text='进群123456')
+@example(text='群号123456')
+@example(text='join group 123456')
+@example(text='join our group @abcd')
+@example(text='关注频道@abcd')
+@example(text='subscribe @abcd')
+@example(text='v信')
+@example(text='威信')
+@example(text='绿泡泡')
+@example(text='vx同号')
+@example(text='add me on wechat')
+@example(text='微信 abc123')
+@example(text='vx abc123')
+@example(text='wx abc123')
+@example(text='weixin abc123')
+@example(text='wechat abc123')
+@example(text='v: abc123')
+@example(text='v=abc123')
+@example(text='加v abc123')
+@example(text='+v')
+@example(text='➕v')
+@example(text='搜微信')
+@settings(max_examples=3000, deadline=None)
+@given(text=near_miss_texts)
+def test_the_diversion_cue_is_present_whenever_a_diversion_pattern_matches(text: str) -> None:
+    normalized = normalize(text)
+    patterns = (detection._WECHAT_WITH_ID, detection._WECHAT_ALONE, detection._QQ, detection._QQ_GROUP_JOIN,
+                detection._INVITE_NUMBER, detection._CHANNEL_PROMOTION)
+    if any(p.search(normalized) for p in patterns):
+        assert detection._DIVERSION_CUE.search(normalized)
+
+
+@example(text='a . b')
+@example(text='a [.] b')
+@example(text='a (dot) b')
+@example(text='a。b')
+@example(text='a点b')
+@example(text='a點b')
+@example(text='a dot b')
+@example(text='a·b')
+@example(text='tg://join')
+@example(text='http://a')
+@example(text='a.com')
+@settings(max_examples=3000, deadline=None)
+@given(text=st.one_of(texts, near_miss_texts))
+def test_every_link_form_and_dot_substitute_has_its_cue(text: str) -> None:
+    folded = detection._fold(text)
+    if detection._TG_URL.search(folded) or detection._SCHEME_URL.search(folded):
+        assert "://" in folded
+    if any("." in m.group(0) for m in detection._BARE_HOST.finditer(folded)):
+        assert "." in folded
+    unfolded = text.translate(detection._INVISIBLE)
+    if detection._DOT_SUBSTITUTE.search(unfolded):
+        assert detection._DOT_CUE.search(unfolded)
+
+
+def test_the_invisible_character_class_is_exactly_the_translation_table() -> None:
+    cue = detection._INVISIBLE_CUE
+    matched = {cp for cp in range(0x110000) if 0xD800 > cp or cp > 0xDFFF if cue.match(chr(cp))}
+    assert matched == set(detection._INVISIBLE)
+
+
+@pytest.mark.parametrize("text", ["138 1234 5678", "一三八一二三四五六七八", "+86 138-1234-5678", "幺三八 1234 5678"])
+def test_a_mobile_number_always_has_eleven_digit_like_characters(text: str) -> None:
+    assert len(detection._DIGIT_LIKE.findall(normalize(text))) >= 11
+    assert [f.kind for f in find_diversion(text)] == ["phone"]
