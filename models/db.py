@@ -107,15 +107,27 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 
 class LoopSQLite(aiosqlite.Connection):
-    """aiosqlite, except that a call which cannot wait runs on the event loop's own thread.
+    """aiosqlite, except that its calls run on the event loop's own thread unless they have to wait.
 
     aiosqlite sends every call to its thread and back (a statement through SQLAlchemy is three or four calls: a
     cursor, execute, fetch, close), and each return wakes the event loop: that costs more CPU than our
-    statements do in SQLite. Only two calls can wait, and they still go to the thread: BEGIN IMMEDIATE (for
-    another process's write lock, up to the busy timeout) and COMMIT (a WAL checkpoint writes the database
-    file). Everything else runs inside a transaction that already holds the lock, or reads a WAL snapshot,
-    which never waits. SQLAlchemy makes one call at a time per connection, so the two threads never share it.
+    statements do in SQLite. SQLAlchemy makes one call at a time per connection, so the two threads never share
+    it. What could wait, and what happens instead:
+
+    - BEGIN IMMEDIATE waits for another process's write lock. The connection's busy timeout is 0, so on the
+      loop it either gets the lock at once (always, when this process is the only writer: it has one
+      connection) or fails with SQLITE_BUSY; then it is tried again on the thread with the busy timeout.
+    - COMMIT: in WAL mode it appends to the log and needs no other lock (the rollback journal of an in-memory
+      or unusual file system may: a busy COMMIT, which leaves the transaction open, is retried on the thread).
+      A commit would also checkpoint the log into the database file (file writes and an fsync) every 1,000
+      pages: automatic checkpoints are off, and one runs on the thread after every CHECKPOINT_EVERY commits.
+    - Everything else runs inside a transaction that holds the write lock, or reads a WAL snapshot: no waiting.
+    - Closing goes to the thread, which it ends.
     """
+
+    CHECKPOINT_EVERY = 500  # commits; a commit of a bot's batch is a few pages, so the log stays a few MB
+
+    commits = 0
 
     @classmethod
     def open(cls, connector: Callable[[], sqlite3.Connection]) -> LoopSQLite:
@@ -124,17 +136,48 @@ class LoopSQLite(aiosqlite.Connection):
         return connection
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._running and self._connection is not None and not _may_wait(fn, args):
+        if not self._running or self._connection is None:
+            return await super()._execute(fn, *args, **kwargs)  # connecting (the thread opens the file)
+        call = _call_kind(fn, args)
+        if call == "close":
+            return await super()._execute(fn, *args, **kwargs)
+        if call is None:
             return fn(*args, **kwargs)
-        return await super()._execute(fn, *args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            result = await super()._execute(self._waiting, fn, args, kwargs)
+        if call == "commit":
+            self.commits += 1
+            if self.commits % self.CHECKPOINT_EVERY == 0:
+                await super()._execute(self._checkpoint)
+        return result
+
+    def _checkpoint(self) -> None:
+        assert self._connection is not None
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fetched: the statement ends
+
+    def _waiting(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """`fn` on aiosqlite's thread, waiting up to the busy timeout for the lock."""
+        connection = self._connection
+        assert connection is not None
+        connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
 
 
-def _may_wait(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-    """BEGIN (the write lock), COMMIT (a checkpoint) and closing the connection go through aiosqlite's thread."""
+def _call_kind(fn: Callable[..., Any], args: tuple[Any, ...]) -> str | None:
+    """"begin", "commit", "close" or None (any other call)."""
     name = getattr(fn, "__name__", "")
     if isinstance(getattr(fn, "__self__", None), sqlite3.Connection):
-        return name in ("commit", "close")
-    return name == "execute" and bool(args) and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN"
+        return name if name in ("commit", "close") else None
+    if name == "execute" and args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN":
+        return "begin"
+    return None
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -146,7 +189,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA busy_timeout=0")  # LoopSQLite waits for the lock on its thread, not on the loop
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # LoopSQLite checkpoints on its thread
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
