@@ -13,16 +13,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
+
+T = TypeVar("T")
 
 # Constraint names that Alembic can find again (and SQLite batch mode needs).
 SQLModel.metadata.naming_convention = {
@@ -217,6 +220,25 @@ async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
         return
     async with session.begin():
         yield session
+
+
+async def run_in_transaction(session: AsyncSession, work: Callable[[Connection], T]) -> T:
+    """`work(connection)`, plain synchronous Core statements, as one unit of work like `transaction` (joining the
+    caller's transaction if one is open), run in one go.
+
+    For the hot paths that run several statements back to back (an automatic removal, an arrival batch): each
+    `await session.execute` is a greenlet of its own plus a switch per driver call, and on SQLite, where the
+    statement itself takes microseconds, those cost more than the SQL. The work must not talk to Telegram (it
+    holds the write lock) and must not await anything.
+    """
+
+    def run(sync_session: Session) -> T:
+        if sync_session.in_transaction():
+            return work(sync_session.connection())
+        with sync_session.begin():
+            return work(sync_session.connection())
+
+    return await session.run_sync(run)
 
 
 async def create_all(engine: AsyncEngine) -> None:

@@ -33,11 +33,21 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
-from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.db import (
+    BigIntKey,
+    UTCDateTime,
+    dialect_insert,
+    insert,
+    is_postgres,
+    run_in_transaction,
+    transaction,
+    utcnow,
+)
 from models.detection import compile_banned
 from models.groups import Group
 from models.roles import BotModerator
@@ -611,26 +621,31 @@ async def record_removal(
 ) -> Removal:
     """A rule broken by a member's message: unless they are a bot moderator, the removal's audit row and, when
     `warn` = (key, ladder rule, reason) is given, a warning once per key and its audit row. One transaction of
-    three statements (exempt and active warnings in one read, the warning, both audit rows)."""
+    three statements (exempt and active warnings in one read, the warning, both audit rows), run in one go
+    (`run_in_transaction`: this is every spam message's path)."""
     now = utcnow()
-    async with transaction(session):
-        exempt, before = (await session.execute(_exempt_and_warnings(), dict(g=group_id, u=user_id, now=now))).one()
+    postgres = is_postgres(session)
+
+    def work(connection: Connection) -> Removal:
+        exempt, before = connection.execute(_exempt_and_warnings(), dict(g=group_id, u=user_id, now=now)).one()
         if exempt:
             return Removal(True)
         rows = [_action_row(group_id, None, user_id, "delete", rule, detail, evidence, dry_run, rules, now)]
         warning = None
         if warn is not None and not dry_run:
             key, ladder_rule, reason = warn
-            added = (await session.execute(_warning_insert(is_postgres(session)), dict(
+            added = connection.execute(_warning_insert(postgres), dict(
                 group_id=group_id, user_id=user_id, issued_by=None, rule=ladder_rule, reason=reason[:REASON_MAX],
                 key=key[:96], created_at=now, expires_at=now + timedelta(days=rules.warn_expiry_days),
-            ))).rowcount == 1
+            )).rowcount == 1
             count = int(before) + added
             warning = WarnResult(added, count, step_for(rules.ladder_for(ladder_rule), count) if added else None)
             if added:
                 rows.append(_action_row(group_id, None, user_id, "warn", rule, reason, None, False, rules, now))
-        await session.execute(_actions_insert(is_postgres(session)), rows)
+        connection.execute(_actions_insert(postgres), rows)
         return Removal(False, warning)
+
+    return await run_in_transaction(session, work)
 
 
 @functools.cache
