@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -222,9 +222,9 @@ async def transaction(session: AsyncSession) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def run_in_transaction(session: AsyncSession, work: Callable[[Connection], T]) -> T:
-    """`work(connection)`, plain synchronous Core statements, as one unit of work like `transaction` (joining the
-    caller's transaction if one is open), run in one go.
+async def run_in_transaction(session: AsyncSession, work: Callable[[Session], T]) -> T:
+    """`work(session)`, on the synchronous Session behind `session`, as one unit of work like `transaction`
+    (joining the caller's transaction if one is open), run in one go.
 
     For the hot paths that run several statements back to back (an automatic removal, an arrival batch): each
     `await session.execute` is a greenlet of its own plus a switch per driver call, and on SQLite, where the
@@ -234,9 +234,9 @@ async def run_in_transaction(session: AsyncSession, work: Callable[[Connection],
 
     def run(sync_session: Session) -> T:
         if sync_session.in_transaction():
-            return work(sync_session.connection())
+            return work(sync_session)
         with sync_session.begin():
-            return work(sync_session.connection())
+            return work(sync_session)
 
     return await session.run_sync(run)
 

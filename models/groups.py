@@ -25,12 +25,23 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models.batching import Coalescer, in_transaction
-from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.db import (
+    BigIntKey,
+    UTCDateTime,
+    dialect_insert,
+    insert,
+    is_postgres,
+    run_in_transaction,
+    transaction,
+    utcnow,
+)
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
@@ -178,61 +189,70 @@ async def arrive_many(
     known: Mapping[tuple[int, int], MemberSnapshot] | None = None,
 ) -> list[Arrived]:
     """Claim the updates and keep their groups, people and memberships current, all in one transaction and a
-    few statements however many updates arrived together. One result per arrival, in order.
+    few statements however many updates arrived together (run in one go: every update takes this path). One
+    result per arrival, in order.
 
     `known`: memberships (by chat id and user id) recorded moments ago, whose person and member rows need no
     write for a routine arrival; their snapshot is handed back as it is."""
-    known = known or {}
-    async with transaction(session):
-        now = utcnow()
-        ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
-        claimed: set[int] = set()
-        if ids:
-            # One compiled statement run for many rows (SQLAlchemy's insertmanyvalues), not a new statement per batch.
-            result = await session.execute(
-                _claims(is_postgres(session)),
-                [dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids],
-            )
-            claimed = set(result.scalars())
-        fresh = []
-        for arrival in arrivals:  # an id twice in one batch: the first is the delivery, the second a redelivery
-            fresh.append(arrival.update_id is None or arrival.update_id in claimed)
-            claimed.discard(arrival.update_id)  # type: ignore[arg-type]
-        live = [a for a, ok in zip(arrivals, fresh, strict=True) if ok]
+    return await run_in_transaction(
+        session, lambda s: _arrive_many(s, bot_id, arrivals, default_timezone, known or {})
+    )
 
-        found: dict[int, Group] = {}
-        for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
-            found[chat.chat_id] = await upsert_group(session, chat, default_timezone=default_timezone)
-        skip = [_is_known(a, known) for a in live]
-        people: dict[int, tuple[UserSeen, bool]] = {}
-        for a, skipped in zip(live, skip, strict=True):
-            if a.person is not None and not skipped:
-                people[a.person.user_id] = (a.person, a.private or people.get(a.person.user_id, (a.person, False))[1])
-        if people:
-            await _upsert_users(session, list(people.values()), now)
-        wanted = {
-            (found[a.chat.chat_id].id, a.person.user_id): a.person
-            for a, skipped in zip(live, skip, strict=True)
-            if a.member and a.chat is not None and a.person is not None and not skipped
-        }
-        members = await _upsert_members(session, wanted, now) if wanted else {}
-        for a, skipped in zip(live, skip, strict=True):
-            if skipped:
-                assert a.chat is not None and a.person is not None
-                key = (a.chat.chat_id, a.person.user_id)
-                members.setdefault((found[a.chat.chat_id].id, a.person.user_id), known[key])
 
-        out = []
-        for arrival, ok in zip(arrivals, fresh, strict=True):
-            if not ok:
-                out.append(Arrived(False))
-                continue
-            group = found.get(arrival.chat.chat_id) if arrival.chat is not None else None
-            member = None
-            if group is not None and arrival.member and arrival.person is not None:
-                member = members.get((group.id, arrival.person.user_id))  # type: ignore[arg-type]
-            out.append(Arrived(True, group, member))
-        return out
+def _arrive_many(
+    session: Session, bot_id: int, arrivals: Sequence[Arriving], default_timezone: str,
+    known: Mapping[tuple[int, int], MemberSnapshot],
+) -> list[Arrived]:
+    now = utcnow()
+    postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+    connection = session.connection()
+    ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
+    claimed: set[int] = set()
+    if ids:
+        # One compiled statement run for many rows (SQLAlchemy's insertmanyvalues), not a new statement per batch.
+        result = connection.execute(
+            _claims(postgres), [dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids]
+        )
+        claimed = set(result.scalars())
+    fresh = []
+    for arrival in arrivals:  # an id twice in one batch: the first is the delivery, the second a redelivery
+        fresh.append(arrival.update_id is None or arrival.update_id in claimed)
+        claimed.discard(arrival.update_id)  # type: ignore[arg-type]
+    live = [a for a, ok in zip(arrivals, fresh, strict=True) if ok]
+
+    found: dict[int, Group] = {}
+    for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
+        found[chat.chat_id] = _upsert_group(session, chat, default_timezone, postgres)
+    skip = [_is_known(a, known) for a in live]
+    people: dict[int, tuple[UserSeen, bool]] = {}
+    for a, skipped in zip(live, skip, strict=True):
+        if a.person is not None and not skipped:
+            people[a.person.user_id] = (a.person, a.private or people.get(a.person.user_id, (a.person, False))[1])
+    if people:
+        _upsert_users(connection, postgres, list(people.values()), now)
+    wanted = {
+        (found[a.chat.chat_id].id, a.person.user_id): a.person
+        for a, skipped in zip(live, skip, strict=True)
+        if a.member and a.chat is not None and a.person is not None and not skipped
+    }
+    members = _upsert_members(connection, postgres, wanted, now) if wanted else {}
+    for a, skipped in zip(live, skip, strict=True):
+        if skipped:
+            assert a.chat is not None and a.person is not None
+            key = (a.chat.chat_id, a.person.user_id)
+            members.setdefault((found[a.chat.chat_id].id, a.person.user_id), known[key])
+
+    out = []
+    for arrival, ok in zip(arrivals, fresh, strict=True):
+        if not ok:
+            out.append(Arrived(False))
+            continue
+        group = found.get(arrival.chat.chat_id) if arrival.chat is not None else None
+        member = None
+        if group is not None and arrival.member and arrival.person is not None:
+            member = members.get((group.id, arrival.person.user_id))  # type: ignore[arg-type]
+        out.append(Arrived(True, group, member))
+    return out
 
 
 @functools.cache
@@ -248,13 +268,13 @@ def _is_known(arrival: Arriving, known: Mapping[tuple[int, int], MemberSnapshot]
     )
 
 
-async def _upsert_users(session: AsyncSession, people: list[tuple[UserSeen, bool]], now: datetime) -> None:
+def _upsert_users(connection: Connection, postgres: bool, people: list[tuple[UserSeen, bool]], now: datetime) -> None:
     rows = [
         dict(user_id=p.user_id, first_name=p.first_name[:128], username=p.username, language_code=p.language_code,
              is_bot=p.is_bot, started_at=now if private else None, seen_at=now)
         for p, private in sorted(people, key=lambda item: item[0].user_id)
     ]
-    await session.execute(_users_upsert(is_postgres(session)), rows)
+    connection.execute(_users_upsert(postgres), rows)
 
 
 @functools.cache
@@ -275,15 +295,15 @@ def _users_upsert(postgres: bool) -> Insert:
     )
 
 
-async def _upsert_members(
-    session: AsyncSession, wanted: dict[tuple[int, int], UserSeen], now: datetime
+def _upsert_members(
+    connection: Connection, postgres: bool, wanted: dict[tuple[int, int], UserSeen], now: datetime
 ) -> dict[tuple[int, int], MemberSnapshot]:
     rows = [
         dict(group_id=group_id, user_id=user_id, role="member", language_code=person.language_code, joined_at=now,
              last_seen_at=now)
         for (group_id, user_id), person in sorted(wanted.items(), key=lambda item: item[0])
     ]
-    result = await session.execute(_members_upsert(is_postgres(session)), rows)
+    result = connection.execute(_members_upsert(postgres), rows)
     found = {}
     for row in result:
         member = MemberSnapshot(**row._mapping)
@@ -361,30 +381,26 @@ async def get_group(session: AsyncSession, chat_id: int) -> Group | None:
 
 async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezone: str) -> Group:
     """The group row for this chat, created on first sight, its title kept current."""
-    async with transaction(session):
-        group = await session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
-        if group is None:
-            await session.execute(
-                insert(session, Group)
-                .values(
-                    chat_id=chat.chat_id,
-                    title=chat.title,
-                    chat_type=chat.chat_type,
-                    timezone=default_timezone,
-                    active=True,
-                    bot_status="member",
-                    bot_rights={},
-                    settings={},
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-                .on_conflict_do_nothing()
+    return await run_in_transaction(session, lambda s: _upsert_group(s, chat, default_timezone, is_postgres(session)))
+
+
+def _upsert_group(session: Session, chat: ChatSeen, default_timezone: str, postgres: bool) -> Group:
+    group = session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
+    if group is None:
+        now = utcnow()
+        session.execute(
+            dialect_insert(postgres, Group)
+            .values(
+                chat_id=chat.chat_id, title=chat.title, chat_type=chat.chat_type, timezone=default_timezone,
+                active=True, bot_status="member", bot_rights={}, settings={}, created_at=now, updated_at=now,
             )
-            group = await session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
-            assert group is not None
-        elif group.title != chat.title or group.chat_type != chat.chat_type:
-            group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
-        return group
+            .on_conflict_do_nothing()
+        )
+        group = session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
+        assert group is not None
+    elif group.title != chat.title or group.chat_type != chat.chat_type:
+        group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
+    return group
 
 
 @functools.cache

@@ -33,8 +33,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
@@ -626,7 +626,8 @@ async def record_removal(
     now = utcnow()
     postgres = is_postgres(session)
 
-    def work(connection: Connection) -> Removal:
+    def work(sync_session: Session) -> Removal:
+        connection = sync_session.connection()
         exempt, before = connection.execute(_exempt_and_warnings(), dict(g=group_id, u=user_id, now=now)).one()
         if exempt:
             return Removal(True)
