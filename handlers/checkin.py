@@ -17,7 +17,7 @@ from datetime import date
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import BaseFilter, Command, CommandObject
+from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
@@ -183,13 +183,11 @@ async def show_on_board(bot: Bot, session: AsyncSession, group: Group, day: date
     editor.request(group.chat_id, message_id, group.id, day, group.locale or i18n.default_locale)  # a shared post
 
 
-class CheckinKeyword(BaseFilter):
+def is_checkin_keyword(message: Message, group: Group | None = None) -> bool:
     """A message that is exactly one of the group's check-in keywords (default 签到, 打卡, "check in")."""
-
-    async def __call__(self, message: Message, group: Group | None = None) -> bool:
-        if group is None or not message.text or len(message.text) > 20:
-            return False
-        return message.text.strip().casefold() in _folded(boards.board_settings(group).keywords)
+    if group is None or not message.text or len(message.text) > 20:
+        return False
+    return message.text.strip().casefold() in _folded(boards.board_settings(group).keywords)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -226,7 +224,7 @@ def usage() -> str:
     )
 
 
-@router.message(CheckinKeyword())
+@router.message(is_checkin_keyword)
 async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
                           sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
     await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)

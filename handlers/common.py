@@ -171,12 +171,6 @@ class _Check:
         awaited = isinstance(check, Filter) or inspect.iscoroutinefunction(inspect.unwrap(target))
         self.kind, self.call, self.wanted = ("await" if awaited else "sync"), target, _wanted(target)
 
-    async def __call__(self, event: Any, data: dict[str, Any]) -> Any:
-        if self.kind == "magic":
-            return self.call(event)
-        if self.kind == "sync":
-            return self.call(event, **_pick(self.wanted, data))
-        return await self.call(event, **_pick(self.wanted, data))
 
 
 class ChatIs(Filter):
@@ -265,10 +259,17 @@ class _Entry:
         self.keys = keys if self.keys is None else self.keys & keys
 
     async def passes(self, event: Any, data: dict[str, Any]) -> dict[str, Any] | None:
-        """The data its filters add (e.g. `command`, `callback_data`), or None if one of them says no."""
+        """The data its filters add (e.g. `command`, `callback_data`), or None if one of them says no.
+        (Every group message meets several of these: synchronous checks are called, not awaited.)"""
         extra: dict[str, Any] = {}
         for check in self.checks:
-            result = await check(event, data)
+            kind = check.kind
+            if kind == "magic":
+                result = check.call(event)
+            elif kind == "sync":
+                result = check.call(event, **_pick(check.wanted, data))
+            else:
+                result = await check.call(event, **_pick(check.wanted, data))
             if not result:
                 return None
             if isinstance(result, dict):
@@ -341,9 +342,11 @@ class _Lane:
         if candidates is None:
             candidates = self.index.get((kind, None), ())
         for entry in candidates:
-            extra = await entry.passes(event, data)
-            if extra is None:
-                continue
+            extra = None
+            if entry.checks:
+                extra = await entry.passes(event, data)
+                if extra is None:
+                    continue
             kwargs = {**data, **extra} if extra else data
             try:
                 return await entry.handler(event, **_pick(entry.wanted, kwargs))

@@ -10,7 +10,6 @@ are exempt; a channel's automatic forward into its discussion group is never tou
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -131,7 +130,7 @@ class Compiled:
 @dataclass(slots=True)
 class Pace:
     times: deque[float]
-    digest: bytes = b""
+    digest: int | None = None  # hash() of the last text, normalized: memory only, never stored
     repeats: int = 0
 
 
@@ -177,7 +176,7 @@ class ModerationState:
                 pace.times.clear()
                 return "flood"
         if rules.flood_repeat and text:
-            digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=8).digest()
+            digest = hash(" ".join(text.lower().split()))
             pace.repeats = pace.repeats + 1 if digest == pace.digest else 1
             pace.digest = digest
             if pace.repeats > rules.flood_repeat:

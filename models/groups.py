@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -108,15 +108,17 @@ class ProcessedUpdate(SQLModel, table=True):
     processed_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, index=True))
 
 
-@dataclass(frozen=True, slots=True)
-class ChatSeen:
+# The values that travel with every update are NamedTuples: immutable and hashable like frozen dataclasses, at a
+# third of their cost to build (a frozen dataclass sets each field through object.__setattr__).
+
+
+class ChatSeen(NamedTuple):
     chat_id: int
     title: str
     chat_type: str
 
 
-@dataclass(frozen=True, slots=True)
-class UserSeen:
+class UserSeen(NamedTuple):
     user_id: int
     first_name: str
     username: str | None = None
@@ -148,8 +150,7 @@ async def prune_processed_updates(session: AsyncSession, older_than: timedelta =
         return result.rowcount or 0
 
 
-@dataclass(frozen=True, slots=True)
-class Arriving:
+class Arriving(NamedTuple):
     """One update as it arrives: its id (None: not deduplicated), the group it happened in, the person behind
     it, whether it came through the private chat, whether it refreshes their membership in the group, and
     whether it is routine (a message or a press: no join or leave)."""
@@ -175,8 +176,7 @@ class MemberSnapshot:
     last_seen_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Arrived:
+class Arrived(NamedTuple):
     """fresh=False: the update was handled before (a redelivery); group and member are then None."""
 
     fresh: bool
