@@ -62,7 +62,11 @@ class Group(SQLModel, table=True):
     bot_rights: dict[str, bool] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    # Set on every change of the row (onupdate), whoever makes it: caches of a group's rules and the arrival
+    # desk's group snapshots compare it.
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, onupdate=utcnow)
+    )
 
 
 class User(SQLModel, table=True):
@@ -186,22 +190,24 @@ class Arrived(NamedTuple):
 
 async def arrive_many(
     session: AsyncSession, bot_id: int, arrivals: Sequence[Arriving], *, default_timezone: str,
-    known: Mapping[tuple[int, int], MemberSnapshot] | None = None,
+    known: Mapping[tuple[int, int], MemberSnapshot] | None = None, groups_seen: dict[int, Group] | None = None,
 ) -> list[Arrived]:
     """Claim the updates and keep their groups, people and memberships current, all in one transaction and a
     few statements however many updates arrived together (run in one go: every update takes this path). One
     result per arrival, in order.
 
     `known`: memberships (by chat id and user id) recorded moments ago, whose person and member rows need no
-    write for a routine arrival; their snapshot is handed back as it is."""
+    write for a routine arrival; their snapshot is handed back as it is. `groups_seen`: group rows loaded
+    before, by chat id; one whose row has not changed since (same `updated_at`) is handed back as it is, and the
+    ones loaded now are put there."""
     return await run_in_transaction(
-        session, lambda s: _arrive_many(s, bot_id, arrivals, default_timezone, known or {})
+        session, lambda s: _arrive_many(s, bot_id, arrivals, default_timezone, known or {}, groups_seen)
     )
 
 
 def _arrive_many(
     session: Session, bot_id: int, arrivals: Sequence[Arriving], default_timezone: str,
-    known: Mapping[tuple[int, int], MemberSnapshot],
+    known: Mapping[tuple[int, int], MemberSnapshot], groups_seen: dict[int, Group] | None,
 ) -> list[Arrived]:
     now = utcnow()
     postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
@@ -222,7 +228,14 @@ def _arrive_many(
 
     found: dict[int, Group] = {}
     for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
-        found[chat.chat_id] = _upsert_group(session, chat, default_timezone, postgres)
+        group = groups_seen.get(chat.chat_id) if groups_seen is not None else None
+        if group is None or (group.title, group.chat_type) != (chat.title, chat.chat_type) \
+                or connection.execute(_group_version(), {"chat_id": chat.chat_id}).first() != (group.id,
+                                                                                               group.updated_at):
+            group = _upsert_group(session, chat, default_timezone, postgres)
+            if groups_seen is not None:
+                groups_seen[chat.chat_id] = group
+        found[chat.chat_id] = group
     skip = [_is_known(a, known) for a in live]
     people: dict[int, tuple[UserSeen, bool]] = {}
     for a, skipped in zip(live, skip, strict=True):
@@ -334,7 +347,10 @@ class ArrivalDesk:
     membership was recorded, a routine arrival (a message or a press, with the same name, username and language)
     only claims its update id and reuses the recorded snapshot. A join, a leave or a private message is always
     written, and drops what this desk remembered about that membership. With several processes, a membership
-    changed elsewhere is seen here at most `refresh_s` late (`last_seen_at` is that coarse too)."""
+    changed elsewhere is seen here at most `refresh_s` late (`last_seen_at` is that coarse too).
+
+    A group's row is loaded again only when it has changed: each batch reads its (id, updated_at), which every
+    change of the row sets, wherever it was made."""
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], default_timezone: str, *,
@@ -346,6 +362,7 @@ class ArrivalDesk:
             self._record, opener=in_transaction(sessionmaker)
         )
         self.recent: OrderedDict[tuple[int, int], tuple[UserSeen, MemberSnapshot, float]] = OrderedDict()
+        self.groups: dict[int, Group] = {}  # snapshots handed to handlers, reloaded when the row changes
 
     async def arrive(self, bot_id: int, arrival: Arriving) -> Arrived:
         result = await self.coalescer.submit(bot_id, arrival)  # committed by now: safe to remember
@@ -368,7 +385,10 @@ class ArrivalDesk:
                 hit = self.recent.get((a.chat.chat_id, a.person.user_id))
                 if hit is not None and hit[0] == a.person and now - hit[2] < self.refresh_s:
                     known[a.chat.chat_id, a.person.user_id] = hit[1]
-        return await arrive_many(session, bot_id, arrivals, default_timezone=self.default_timezone, known=known)
+        if len(self.groups) > self.remember:
+            self.groups.clear()
+        return await arrive_many(session, bot_id, arrivals, default_timezone=self.default_timezone, known=known,
+                                 groups_seen=self.groups)
 
 
 # -- groups ----------------------------------------------------------------------------------------------------
@@ -401,6 +421,13 @@ def _upsert_group(session: Session, chat: ChatSeen, default_timezone: str, postg
     elif group.title != chat.title or group.chat_type != chat.chat_type:
         group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
     return group
+
+
+@functools.cache
+def _group_version() -> Select[tuple[int, datetime]]:
+    """What tells whether a group row changed: (id, updated_at). Far cheaper than loading the row."""
+    table = Group.__table__.c  # type: ignore[attr-defined]
+    return select(table.id, table.updated_at).where(table.chat_id == bindparam("chat_id"))
 
 
 @functools.cache

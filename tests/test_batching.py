@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import checkin, groups, points
+from models import boards, checkin, groups, points
 from models.batching import Coalescer
 from models.checkin import Checkin, CheckinDesk, check_in, check_in_many
 from models.db import transaction
@@ -202,3 +202,30 @@ async def test_a_member_who_keeps_talking_is_written_once_a_minute(
     desk.refresh_s = 0.0  # past the minute: written again
     await desk.arrive(42, Arriving(6, chat, renamed, member=True, routine=True))
     assert (await seen_at())[0] != written[0]
+
+
+async def test_the_desk_reloads_a_group_only_when_its_row_changed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    desk = ArrivalDesk(sessionmaker, "UTC")
+    chat = ChatSeen(-1009000000004, "Fans", "supergroup")
+    ann = UserSeen(400, "Ann")
+    first = await desk.arrive(42, Arriving(1, chat, ann, member=True, routine=True))
+    again = await desk.arrive(42, Arriving(2, chat, ann, member=True, routine=True))
+    assert again.group is first.group  # unchanged: the same snapshot
+
+    # Changes made anywhere, by any models function, are seen by the next arrival.
+    async with sessionmaker() as session:
+        await groups.set_group_locale(session, chat.chat_id, "en")  # a Core UPDATE
+    after_locale = (await desk.arrive(42, Arriving(3, chat, ann, member=True, routine=True))).group
+    assert after_locale is not None and after_locale.locale == "en" and after_locale is not first.group
+    async with sessionmaker() as session:
+        await boards.set_board_settings(session, after_locale.id or 0, keywords=["到"])  # an ORM change
+    after_keywords = (await desk.arrive(42, Arriving(4, chat, ann, member=True, routine=True))).group
+    assert after_keywords is not None and boards.board_settings(after_keywords).keywords == ("到",)
+    renamed = (await desk.arrive(42, Arriving(5, ChatSeen(chat.chat_id, "Fans 2", "supergroup"), ann,
+                                                member=True, routine=True))).group
+    assert renamed is not None and renamed.title == "Fans 2"
+    async with sessionmaker() as session:
+        stored = await groups.get_group(session, chat.chat_id)
+    assert stored is not None and stored.title == "Fans 2" and stored.locale == "en"
