@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.db import is_postgres
+
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 (an item)
 R = TypeVar("R")
@@ -27,13 +29,21 @@ R = TypeVar("R")
 def in_transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
-    """An opener for `Coalescer`: a session whose transaction already holds a connection; committed on exit."""
+    """An opener for `Coalescer`: a session whose transaction already holds a connection; committed on exit.
+
+    On SQLite the batch's own unit of work begins and commits it instead: there the one connection is never held
+    across a wait (models.db.LoopSQLite), so there is nothing to wait for before taking the batch, and beginning
+    apart from the work would only cost a second round through SQLAlchemy."""
 
     @asynccontextmanager
     async def opened() -> AsyncIterator[AsyncSession]:
-        async with sessionmaker() as session, session.begin():
-            await session.connection()
-            yield session
+        async with sessionmaker() as session:
+            if not is_postgres(session):
+                yield session
+                return
+            async with session.begin():
+                await session.connection()
+                yield session
 
     return opened
 
