@@ -139,10 +139,8 @@ class LoopSQLite(aiosqlite.Connection):
         return connection
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._running or self._connection is None:
-            return await super()._execute(fn, *args, **kwargs)  # connecting (the thread opens the file)
         call = _call_kind(fn, args)
-        if call == "close":
+        if call == "close" or not self._running or self._connection is None:  # or connecting: the thread does it
             return await super()._execute(fn, *args, **kwargs)
         if call is None:
             return fn(*args, **kwargs)
@@ -249,8 +247,8 @@ async def create_all(engine: AsyncEngine) -> None:
         await connection.run_sync(metadata.create_all)
 
 
-def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
-    bind = session_or_engine.bind if isinstance(session_or_engine, AsyncSession) else session_or_engine
+def is_postgres(session_or_engine: AsyncSession | Session | AsyncEngine) -> bool:
+    bind = session_or_engine.bind if isinstance(session_or_engine, AsyncSession | Session) else session_or_engine
     return bind is not None and bind.dialect.name == "postgresql"
 
 

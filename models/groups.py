@@ -210,7 +210,7 @@ def _arrive_many(
     known: Mapping[tuple[int, int], MemberSnapshot], groups_seen: dict[int, Group] | None,
 ) -> list[Arrived]:
     now = utcnow()
-    postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+    postgres = is_postgres(session)
     connection = session.connection()
     ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
     claimed: set[int] = set()
@@ -229,10 +229,8 @@ def _arrive_many(
     found: dict[int, Group] = {}
     for chat in dict.fromkeys(a.chat for a in live if a.chat is not None):
         group = groups_seen.get(chat.chat_id) if groups_seen is not None else None
-        if group is None or (group.title, group.chat_type) != (chat.title, chat.chat_type) \
-                or connection.execute(_group_version(), {"chat_id": chat.chat_id}).first() != (group.id,
-                                                                                               group.updated_at):
-            group = _upsert_group(session, chat, default_timezone, postgres)
+        if group is None or not _unchanged(connection, group, chat):
+            group = _upsert_group(session, chat, default_timezone)
             if groups_seen is not None:
                 groups_seen[chat.chat_id] = group
         found[chat.chat_id] = group
@@ -401,15 +399,15 @@ async def get_group(session: AsyncSession, chat_id: int) -> Group | None:
 
 async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezone: str) -> Group:
     """The group row for this chat, created on first sight, its title kept current."""
-    return await run_in_transaction(session, lambda s: _upsert_group(s, chat, default_timezone, is_postgres(session)))
+    return await run_in_transaction(session, lambda s: _upsert_group(s, chat, default_timezone))
 
 
-def _upsert_group(session: Session, chat: ChatSeen, default_timezone: str, postgres: bool) -> Group:
+def _upsert_group(session: Session, chat: ChatSeen, default_timezone: str) -> Group:
     group = session.scalar(_group_by_chat(), {"chat_id": chat.chat_id})
     if group is None:
         now = utcnow()
         session.execute(
-            dialect_insert(postgres, Group)
+            dialect_insert(is_postgres(session), Group)
             .values(
                 chat_id=chat.chat_id, title=chat.title, chat_type=chat.chat_type, timezone=default_timezone,
                 active=True, bot_status="member", bot_rights={}, settings={}, created_at=now, updated_at=now,
@@ -421,6 +419,13 @@ def _upsert_group(session: Session, chat: ChatSeen, default_timezone: str, postg
     elif group.title != chat.title or group.chat_type != chat.chat_type:
         group.title, group.chat_type, group.updated_at = chat.title, chat.chat_type, utcnow()
     return group
+
+
+def _unchanged(connection: Connection, group: Group, chat: ChatSeen) -> bool:
+    """The group row as loaded before is still current (same title and type, no change stored since)."""
+    if (group.title, group.chat_type) != (chat.title, chat.chat_type):
+        return False
+    return connection.execute(_group_version(), {"chat_id": chat.chat_id}).first() == (group.id, group.updated_at)
 
 
 @functools.cache
