@@ -8,7 +8,8 @@ PostgreSQL (asyncpg) is the engine for scale. Both are driven through the same f
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -18,11 +19,13 @@ from typing import Any, TypeVar
 import aiosqlite
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_dbapi
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_
 from sqlmodel import SQLModel
 
 T = TypeVar("T")
@@ -103,82 +106,158 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
                                                                                  "pool_timeout": 120}
         connector = partial(sqlite3.connect, database or ":memory:", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                             check_same_thread=False)
-        engine = create_async_engine(url, echo=echo, async_creator=partial(LoopSQLite.open, connector), **pool)
+        engine = create_async_engine(url, echo=echo, module=_LoopSQLiteDBAPI(aiosqlite, sqlite3),
+                                     async_creator=partial(_open_sqlite, connector), **pool)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-class LoopSQLite(aiosqlite.Connection):
-    """aiosqlite, except that its calls run on the event loop's own thread unless they have to wait.
+class LoopSQLite(AsyncAdapt_aiosqlite_connection):
+    """The DBAPI connection SQLAlchemy drives for SQLite: sqlite3 called directly on the event loop's thread,
+    and aiosqlite's thread only for what has to wait.
 
-    aiosqlite sends every call to its thread and back (a statement through SQLAlchemy is three or four calls: a
-    cursor, execute, fetch, close), and each return wakes the event loop: that costs more CPU than our
-    statements do in SQLite. SQLAlchemy makes one call at a time per connection, so the two threads never share
-    it. What could wait, and what happens instead:
+    SQLAlchemy's aiosqlite adapter sends each call (a cursor, execute, fetch, close: three or four a statement)
+    through a coroutine, a greenlet switch and aiosqlite's thread and back, which costs more CPU than our
+    statements take in SQLite. SQLAlchemy makes one call at a time per connection, so the loop and the thread
+    never share it. What could wait, and what happens instead:
 
-    - BEGIN IMMEDIATE waits for another process's write lock. The connection's busy timeout is 0, so on the
-      loop it either gets the lock at once (always, when this process is the only writer: it has one
-      connection) or fails with SQLITE_BUSY; then it is tried again on the thread with the busy timeout.
+    - BEGIN IMMEDIATE (every transaction, see `begin`) waits for another process's write lock. The busy
+      timeout is 0, so on the loop it either gets the lock at once (always, when this process is the only
+      writer: it has one connection) or fails with SQLITE_BUSY; then it is tried again on the thread with the
+      busy timeout, the loop running meanwhile.
     - COMMIT: in WAL mode it appends to the log and needs no other lock (the rollback journal of an in-memory
       or unusual file system may: a busy COMMIT, which leaves the transaction open, is retried on the thread).
       A commit would also checkpoint the log into the database file (file writes and an fsync) every 1,000
       pages: automatic checkpoints are off, and one runs on the thread after every CHECKPOINT_EVERY commits.
-    - Everything else runs inside a transaction that holds the write lock, or reads a WAL snapshot: no waiting.
-    - Closing goes to the thread, which it ends.
+    - Every statement runs inside a transaction that holds the write lock: no waiting (any SQLITE_BUSY would
+      still be retried on the thread).
+    - Opening and closing go to the thread, which closing ends.
     """
+
+    __slots__ = ("sqlite", "commits")
 
     CHECKPOINT_EVERY = 500  # commits; a commit of a bot's batch is a few pages, so the log stays a few MB
 
-    commits = 0
+    def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
+        super().__init__(dbapi, connection)
+        self.sqlite: sqlite3.Connection = connection._conn
+        self.commits = 0
 
-    @classmethod
-    def open(cls, connector: Callable[[], sqlite3.Connection]) -> LoopSQLite:
-        connection = cls(connector, iter_chunk_size=64)
-        connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does
-        return connection
+    def cursor(self, server_side: bool = False) -> _LoopCursor:
+        return _LoopCursor(self)
 
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        call = _call_kind(fn, args)
-        if call == "close" or not self._running or self._connection is None:  # or connecting: the thread does it
-            return await super()._execute(fn, *args, **kwargs)
-        if call is None:
-            return fn(*args, **kwargs)
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` here; if the database is locked by another connection, on the thread, waiting for it."""
         try:
-            result = fn(*args, **kwargs)
+            return fn(*args)
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise
-            result = await super()._execute(self._waiting, fn, args, kwargs)
-        if call == "commit":
-            self.commits += 1
-            if self.commits % self.CHECKPOINT_EVERY == 0:
-                await super()._execute(self._checkpoint)
-        return result
+            return await_(self._connection._execute(self._waiting, fn, args))  # type: ignore[no-any-return]
+
+    def begin(self) -> None:
+        self.run(self.sqlite.execute, "BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self._connection._connection is None:
+            return
+        self.run(self.sqlite.commit)
+        self.commits += 1
+        if self.commits % self.CHECKPOINT_EVERY == 0:
+            await_(self._connection._execute(self._checkpoint))
+
+    def rollback(self) -> None:
+        if self._connection._connection is not None:
+            self.sqlite.rollback()
 
     def _checkpoint(self) -> None:
-        assert self._connection is not None
-        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fetched: the statement ends
+        self.sqlite.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fetched: the statement ends
 
-    def _waiting(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _waiting(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """`fn` on aiosqlite's thread, waiting up to the busy timeout for the lock."""
-        connection = self._connection
-        assert connection is not None
-        connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        self.sqlite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         try:
-            return fn(*args, **kwargs)
+            return fn(*args)
         finally:
-            connection.execute("PRAGMA busy_timeout=0")
+            self.sqlite.execute("PRAGMA busy_timeout=0")
 
 
-def _call_kind(fn: Callable[..., Any], args: tuple[Any, ...]) -> str | None:
-    """"begin", "commit", "close" or None (any other call)."""
-    name = getattr(fn, "__name__", "")
-    if isinstance(getattr(fn, "__self__", None), sqlite3.Connection):
-        return name if name in ("commit", "close") else None
-    if name == "execute" and args and isinstance(args[0], str) and args[0].lstrip()[:5].upper() == "BEGIN":
-        return "begin"
-    return None
+class _LoopCursor:
+    """A DBAPI cursor over sqlite3's, for LoopSQLite. A statement's rows are read when it runs (as SQLAlchemy's
+    aiosqlite adapter does), so they stay readable after its transaction ends."""
+
+    __slots__ = ("connection", "cursor", "rows", "description", "rowcount", "lastrowid", "arraysize")
+    server_side = False
+
+    def __init__(self, connection: LoopSQLite) -> None:
+        self.connection, self.cursor = connection, connection.sqlite.cursor()
+        self.rows: deque[Any] = deque()
+        self.description: Any = None
+        self.rowcount, self.lastrowid, self.arraysize = -1, None, 1
+
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        cursor = self.cursor
+        await_(_no_wait())
+        self.connection.run(cursor.execute, operation, () if parameters is None else parameters)
+        self.description = cursor.description
+        self.rows = deque(cursor.fetchall()) if cursor.description else deque()
+        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid  # (RETURNING counts once fetched)
+
+    def executemany(self, operation: str, parameters: Any) -> None:
+        cursor = self.cursor
+        await_(_no_wait())
+        self.connection.run(cursor.executemany, operation, parameters)
+        self.description, self.rows = None, deque()
+        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
+
+    def fetchone(self) -> Any:
+        return self.rows.popleft() if self.rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = self.rows
+        return [rows.popleft() for _ in range(min(self.arraysize if size is None else size, len(rows)))]
+
+    def fetchall(self) -> list[Any]:
+        rows = list(self.rows)
+        self.rows.clear()
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        while self.rows:
+            yield self.rows.popleft()
+
+    def close(self) -> None:
+        self.rows.clear()
+        self.cursor.close()
+
+    async def _async_soft_close(self) -> None:
+        """What SQLAlchemy's async results call before handing a result back: nothing to do, rows are read."""
+
+    def setinputsizes(self, *sizes: Any) -> None:
+        pass
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        pass
+
+
+async def _no_wait() -> None:
+    """Awaited once per statement: SQLAlchemy's AsyncConnection checks that each statement awaited the driver
+    at least once (its guard against a synchronous driver under asyncio), and here none has to wait."""
+
+
+class _LoopSQLiteDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """SQLAlchemy's aiosqlite DBAPI module, handing out LoopSQLite connections."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> LoopSQLite:
+        creator = kwargs.pop("async_creator_fn")
+        return LoopSQLite(self, await_(creator(*args, **kwargs)))
+
+
+def _open_sqlite(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
+    connection = aiosqlite.Connection(connector, iter_chunk_size=64)
+    connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does
+    return connection
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -198,7 +277,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.connection.dbapi_connection.begin()  # LoopSQLite.begin: BEGIN IMMEDIATE
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

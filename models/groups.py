@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -23,8 +24,10 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -215,9 +218,9 @@ def _arrive_many(
     ids = list(dict.fromkeys(a.update_id for a in arrivals if a.update_id is not None))
     claimed: set[int] = set()
     if ids:
-        # One compiled statement run for many rows (SQLAlchemy's insertmanyvalues), not a new statement per batch.
+        # One statement and three parameters however many updates: the ids travel as one array.
         result = connection.execute(
-            _claims(postgres), [dict(bot_id=bot_id, update_id=i, processed_at=now) for i in ids]
+            _claims(postgres), dict(bot_id=bot_id, ids=ids if postgres else json.dumps(ids), now=now)
         )
         claimed = set(result.scalars())
     fresh = []
@@ -268,7 +271,16 @@ def _arrive_many(
 
 @functools.cache
 def _claims(postgres: bool) -> ReturningInsert[Any]:
-    statement = dialect_insert(postgres, ProcessedUpdate)
+    """Claim the update ids in :ids (a BIGINT[] on PostgreSQL, a JSON array on SQLite) for :bot_id at :now;
+    returns the ids claimed now (the others were claimed before)."""
+    if postgres:
+        update_id = func.unnest(bindparam("ids", type_=ARRAY(BigInteger))).column_valued()
+        rows = select(bindparam("bot_id", type_=BigInteger), update_id, bindparam("now", type_=UTCDateTime))
+    else:
+        listed = func.json_each(bindparam("ids", type_=String)).table_valued("value")
+        rows = select(bindparam("bot_id", type_=BigInteger), listed.c.value, bindparam("now", type_=UTCDateTime))
+        rows = rows.where(true())  # SQLite: INSERT ... SELECT needs a WHERE before ON CONFLICT
+    statement = dialect_insert(postgres, ProcessedUpdate).from_select(["bot_id", "update_id", "processed_at"], rows)
     return statement.on_conflict_do_nothing().returning(ProcessedUpdate.update_id)  # type: ignore[arg-type]
 
 
