@@ -6,11 +6,7 @@ of those first messages earned chat points; its rate is printed too), so now the
 as most messages in a lively group do. Prints messages per second through qunbot (SQLite by default), bare
 aiogram's no-op message dispatch rate measured in the same run, and their ratio.
 
-The two are measured in alternating rounds (bare, qunbot, qunbot, bare, bare, qunbot, ...: each round of one
-sits next to a round of the other, over the same number of messages), and the ratio printed is the median of
-the rounds' ratios: a shared machine's speed drifts by tens of percent within seconds, and a single
-before-and-after bracket let that drift decide the figure. The ratio of all rounds' times together and every
-round's ratio are printed too, to show the spread.
+The two are measured in paired rounds (bench.rounds: the ratio printed is the median of 20 rounds' ratios).
 Checks that every spam message was deleted and no clean one was.
 
     python -m bench.moderation_path                     # SQLite, 5,000 messages from 2,500 members (none floods)
@@ -22,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -33,13 +27,13 @@ from aiogram import Dispatcher
 from aiogram.methods import DeleteMessage
 from aiogram.types import Chat, Message, Update, User
 
+from bench.rounds import CONCURRENCY, feed_all, paired_rounds
 from bot.settings import load_settings
 from handlers.moderation import ModerationState, find_violation
 from models import groups
 from models.db import create_all, create_engine, create_sessionmaker
 from tests.factories import World
 
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
 SPAM_EVERY = 50  # one message in 50 breaks a rule
 CLEAN = ["今天的团购什么时候开始？", "这个面霜真的好用", "请问还有货吗", "已下单，期待收货", "有没有优惠券呀",
          "good morning everyone", "晒单：刚收到，包装很好", "周末有秒杀吗"]
@@ -58,18 +52,6 @@ def chatter(
         message = Message(message_id=i + 1, date=datetime.now(UTC), chat=chat, from_user=user, text=text)
         updates.append(Update(update_id=first_update + i, message=message))
     return updates, spam
-
-
-async def feed_all(dp: Dispatcher, bot, updates: list[Update]) -> float:  # type: ignore[no-untyped-def]
-    queue = iter(updates)
-
-    async def worker() -> None:
-        for update in queue:
-            await dp.feed_update(bot, update)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return time.perf_counter() - started
 
 
 def bare_dispatcher() -> Dispatcher:
@@ -116,19 +98,8 @@ async def main(count: int, members: int, database: str, spam_every: int = SPAM_E
         start_calls = len(world.session.calls)
         updates, spam = chatter(100_000, chat, count, members, spam_every)
         bare_updates, _spam = chatter(60_000_000, chat, count, members, spam_every)
-        seconds = bare_seconds = 0.0
-        round_ratios = []
-        size = -(-count // rounds)
-        for r, start in enumerate(range(0, count, size)):
-            chunk = slice(start, start + size)
-            if r % 2 == 0:  # bare first, then qunbot; the next round the other way round
-                bare_s = await feed_all(bare_dp, world.bot, bare_updates[chunk])
-                ours_s = await feed_all(world.dp, world.bot, updates[chunk])
-            else:
-                ours_s = await feed_all(world.dp, world.bot, updates[chunk])
-                bare_s = await feed_all(bare_dp, world.bot, bare_updates[chunk])
-            seconds, bare_seconds = seconds + ours_s, bare_seconds + bare_s
-            round_ratios.append(bare_s / ours_s)
+        paired = await paired_rounds(world.dp, updates, bare_dp, bare_updates, world.bot, rounds)
+        seconds, bare_seconds = paired.ours, paired.bare
         rate, bare = count / seconds, count / bare_seconds
         deleted = sum(isinstance(c, DeleteMessage) for c in world.session.calls[start_calls:])
         async with world.sessionmaker() as session:
@@ -142,9 +113,7 @@ async def main(count: int, members: int, database: str, spam_every: int = SPAM_E
     print(f"  deleted: {deleted} (expected {spam})")
     print(f"  qunbot:        {rate:10.0f} messages/s ({seconds:.1f} s for all)")
     print(f"  bare aiogram:  {bare:10.0f} no-op messages/s ({bare_seconds:.1f} s for all)")
-    print(f"  ratio qunbot / bare aiogram: {statistics.median(round_ratios):.3f} (median of {len(round_ratios)} rounds "
-          f"of {size}; over all rounds together {rate / bare:.3f})")
-    print(f"    rounds: {' '.join(f'{r:.2f}' for r in round_ratios)}")
+    print(f"  ratio qunbot / bare aiogram: {paired.report()}")
     print(f"  (the warm-up, every member's first message earning chat points: {earning_rate:.0f} messages/s, "
           f"ratio {warm_ratio:.3f})")
     print(f"  the moderation check alone (rules cached, pace, detectors): {check_rate:10.0f} messages/s")
