@@ -132,7 +132,7 @@ SCENES: list[tuple[str, Scene, str | None]] = [
     ("Daily check-in", scene_checkin, None),
     ("Points, tiers and the leaderboard", scene_points, None),
     ("The points shop and coupons", scene_shop, None),
-    ("Newcomers: captcha and welcome", scene_newcomers, "Bloom VIP 群"),
+    ("Newcomers: captcha, welcome and anti-raid", scene_newcomers, "Bloom VIP 群"),
     ("Invite rewards", scene_invites, "Bloom 邀请有礼群"),
     ("Voting on the next pick, then the group buy", scene_votes, "Bloom 团购群"),
     ("The scheduler and daily topics", scene_topics, "Bloom 话题群"),

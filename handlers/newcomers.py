@@ -10,7 +10,8 @@ Group posts are scarce (20 a minute per group): at most INDIVIDUAL_PER_MINUTE ch
 get their own message; beyond that, and always during a raid, newcomers are folded into ONE combined post per
 group ("the lobby"), edited in place at most every LOBBY_EDIT_INTERVAL seconds. More than N joins in a minute
 switch raid mode on: every newcomer is restricted without a challenge until admins release them with
-/antiraid off; the admins are alerted once.
+/antiraid off, or until raid mode ends by itself: then they get one post with the challenge (scheduler/
+newcomers.py), or are released when captcha is off; the admins are alerted once.
 
 This router comes before membership's: it raises SkipHandler after its work, so membership (and others) see the
 same chat_member updates and service messages.
@@ -374,9 +375,7 @@ def render_lobby(snapshot: newcomers.LobbySnapshot, settings: NewcomerSettings, 
             _("👋 {count} new members: tap the button below within {time} to show you are human, "
               "or you will be removed.").format(count=snapshot.verifying, time=duration_text(settings.timeout))
         )
-        keyboard = InlineKeyboardBuilder()
-        keyboard.button(text=_("✅ I'm human"), callback_data=NewcomerPress(c=0, r=0, o="lobby"))
-        markup = keyboard.as_markup()
+        markup = lobby_button()
     if snapshot.welcomed and settings.welcome and snapshot.raid_until is None:
         names = ", ".join(esc(name) for name in snapshot.names)
         more = snapshot.welcomed - len(snapshot.names)
@@ -386,6 +385,34 @@ def render_lobby(snapshot: newcomers.LobbySnapshot, settings: NewcomerSettings, 
     if not lines:
         lines.append(_("👋 Welcome to all our new members!"))
     return "\n".join(lines), markup
+
+
+def lobby_button() -> InlineKeyboardMarkup:
+    """The combined post's button: it passes the open challenge of whoever presses it (answer_lobby)."""
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("✅ I'm human"), callback_data=NewcomerPress(c=0, r=0, o="lobby"))
+    return keyboard.as_markup()
+
+
+async def raid_over(bot: Bot, session: AsyncSession, over: newcomers.RaidOver) -> None:
+    """A raid ended by itself with newcomers held (scheduler/newcomers.py): one post that gives them the
+    challenge (captcha on), or their release (captcha off). Recorded in the moderation log."""
+    if over.released:
+        for person in over.released:
+            if person.lift:
+                await unrestrict(bot, over.chat_id, person.user_id)
+        reason = f"ended; released {len(over.released)}"
+    else:
+        text = _("✅ Raid mode is over. {count} newcomers joined during it: tap the button below within {time} to "
+                 "show you are human, or you will be removed.").format(count=over.challenged,
+                                                                       time=duration_text(over.timeout))
+        try:
+            await bot.send_message(over.chat_id, text, reply_markup=lobby_button())
+        except TelegramAPIError as error:  # they stay restricted; the timeout removes them
+            log.warning("raid-over post in %s failed: %s", over.chat_id, error)
+        reason = f"ended; challenged {over.challenged}"
+    await moderation.record_action(session, group_id=over.group_id, actor_id=None, target_id=None,
+                                   action="raid_off", rule="newcomers", reason=reason)
 
 
 def lobby_of(dispatcher: Any, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Lobby:

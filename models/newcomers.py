@@ -7,7 +7,8 @@ redelivered update, count once; leaving and rejoining starts a fresh challenge. 
 
 - "none"    no captcha was required (captcha off, or an admin joined)
 - "pending" a challenge is open until `deadline`
-- "held"    restricted during a raid, without an individual challenge, until admins release them
+- "held"    restricted during a raid, without an individual challenge, until admins release them or the raid
+            ends (then a challenge in the combined post, or released when captcha is off)
 - "passed"  answered (or released by admins)
 - "failed"  wrong answers, timeout, or left before answering
 
@@ -434,6 +435,62 @@ async def end_raid(session: AsyncSession, group_id: int, *, now: datetime | None
             .returning(columns.user_id, columns.lift, columns.in_group)
         )
         return [Released(user_id, lift) for user_id, lift, in_group in rows.all() if in_group]
+
+
+@dataclass(frozen=True, slots=True)
+class RaidOver:
+    """A group whose raid mode ended by itself with newcomers still held. With captcha on, `challenged` of them
+    now have the combined post's challenge, `timeout` seconds to answer; with captcha off, `released` are let go."""
+
+    group_id: int
+    chat_id: int
+    locale: str | None
+    challenged: int = 0
+    timeout: int = 0
+    released: tuple[Released, ...] = ()
+
+
+async def settle_ended_raids(session: AsyncSession, *, now: datetime | None = None) -> list[RaidOver]:
+    """The newcomers held by a raid that has ended by itself (admins release them at once with /antiraid off):
+    in a group with captcha on they get a challenge (open until now + the captcha timeout, answered with the
+    combined post's button: the people tap it, the bots are removed when it times out); with captcha off they
+    count as passed and are released. Each held row moves on by one conditional UPDATE (held -> ...), so two
+    schedulers never settle anyone twice."""
+    now = now or utcnow()
+    async with transaction(session):
+        columns = NewcomerCheck.__table__.c  # type: ignore[attr-defined]
+        held = (columns.group_id == Group.id, columns.status == "held")
+        ended = await session.scalars(
+            select(Group)
+            .join(RaidState, RaidState.group_id == Group.id)  # type: ignore[arg-type]
+            .where(RaidState.until <= now, select(columns.id).where(*held).exists())  # type: ignore[arg-type]
+            .execution_options(populate_existing=True)
+        )
+        settled = []
+        for group in ended.all():
+            assert group.id is not None
+            settings = newcomer_settings(group)
+            mine = (columns.group_id == group.id, columns.status == "held")
+            if settings.captcha:
+                deadline = now + timedelta(seconds=settings.timeout)
+                rows = await session.execute(
+                    update(NewcomerCheck).where(*mine)
+                    .values(status="pending", round=columns.round + 1, kind="button", answer="ok", wrong=0,
+                            lobby=True, deadline=deadline)
+                    .returning(columns.id)
+                )
+                challenged = len(rows.all())
+                if challenged:
+                    settled.append(RaidOver(group.id, group.chat_id, group.locale, challenged, settings.timeout))
+            else:
+                rows = await session.execute(
+                    update(NewcomerCheck).where(*mine).values(status="passed", finished_at=now)
+                    .returning(columns.user_id, columns.lift)
+                )
+                released = tuple(Released(user_id, lift) for user_id, lift in rows.all())
+                if released:
+                    settled.append(RaidOver(group.id, group.chat_id, group.locale, released=released))
+        return settled
 
 
 async def held_count(session: AsyncSession, group_id: int) -> int:

@@ -1,12 +1,14 @@
 """Captcha timeouts: every EXPIRE_EVERY seconds, open challenges past their deadline fail (each claimed once by a
 conditional UPDATE pending -> failed, so two schedulers never remove someone twice); the newcomer is removed
 (ban + unban, so they may rejoin later) and the join and captcha messages deleted, or their join request is
-declined."""
+declined. As often, raids that ended by themselves are settled: the newcomers they held get a challenge in one
+post (or are released when captcha is off)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from aiogram.exceptions import TelegramAPIError
@@ -46,4 +48,23 @@ async def expire_captchas(ctx: JobContext) -> int:
     return len(expired)
 
 
-JOBS: list[tuple[Job, Any]] = [(expire_captchas, IntervalTrigger(seconds=EXPIRE_EVERY))]
+async def settle_raids(ctx: JobContext, *, now: datetime | None = None) -> int:
+    """Raids that ended by themselves: the newcomers they held get a challenge, or are released when captcha is
+    off (each group once: models.newcomers.settle_ended_raids). Returns how many groups were settled."""
+    from handlers.newcomers import raid_over
+
+    async with ctx.sessionmaker() as session:
+        settled = await newcomers.settle_ended_raids(session, now=now)
+        for over in settled:
+            with ctx.i18n.context(), ctx.i18n.use_locale(over.locale or ctx.i18n.default_locale):
+                try:
+                    await raid_over(ctx.bot, session, over)
+                except TelegramAPIError as error:
+                    log.warning("end of the raid in %s not announced: %s", over.chat_id, error)
+    return len(settled)
+
+
+JOBS: list[tuple[Job, Any]] = [
+    (expire_captchas, IntervalTrigger(seconds=EXPIRE_EVERY)),
+    (settle_raids, IntervalTrigger(seconds=EXPIRE_EVERY)),
+]

@@ -25,7 +25,7 @@ from sqlalchemy import update
 from handlers.newcomers import Lobby
 from models import groups, newcomers
 from models.newcomers import NewcomerCheck
-from scheduler.newcomers import expire_captchas
+from scheduler.newcomers import expire_captchas, settle_raids
 from scheduler.runner import JobContext
 from tests.factories import BOT_USER, admin_member, texts
 
@@ -262,6 +262,51 @@ async def test_500_joins_in_a_minute_start_raid_mode_within_the_group_limit(worl
     released = await world.send(group, owner, "/antiraid off")
     lifted = {call.user_id for call in calls_of(released, RestrictChatMember) if not muted(call)}
     assert len(lifted) == held and str(held) in texts(released)[-1]
+
+
+async def raid_ends(world) -> list[Any]:  # type: ignore[no-untyped-def]
+    """Raid mode's time runs out; the scheduler job that settles ended raids runs."""
+    start = len(world.session.calls)
+    later = datetime.now(UTC) + timedelta(hours=25)
+    await settle_raids(JobContext(world.bot, world.sessionmaker, world.dp["i18n"]), now=later)
+    return world.session.calls[start:]
+
+
+async def test_a_raid_that_ends_by_itself_challenges_the_held_and_removes_the_bots(world) -> None:  # type: ignore[no-untyped-def]
+    owner, group = await setup(world, "/captcha on", "/antiraid threshold 3")
+    people = [world.user(f"P{i}", language_code="en") for i in range(8)]
+    for person in people:
+        await join(world, group, person)
+    held = [p for p in people if (await check_of(world, group, p)).status == "held"]
+    assert len(held) == 5  # the 4th join crossed the threshold
+
+    calls = await raid_ends(world)
+    post = [c for c in calls_of(calls, SendMessage) if c.chat_id == group.id]
+    assert len(post) == 1 and "Raid mode is over. 5 newcomers" in post[0].text and "3 min" in post[0].text
+    button = post[0].reply_markup.inline_keyboard[0][0]
+    assert all([await state_of(world, group, p) == "pending" for p in held])
+    assert await raid_ends(world) == []  # settled once
+
+    human = held[0]
+    pressed = await world.press(group, human, button.callback_data)
+    assert [c.user_id for c in calls_of(pressed, RestrictChatMember) if not muted(c)] == [human.id]
+    assert await state_of(world, group, human) == "passed"
+    removed = await time_out(world)  # nobody else answered (held or challenged before the raid): removed
+    assert {c.user_id for c in calls_of(removed, BanChatMember)} == {p.id for p in people if p is not human}
+    assert "raid_off" in " ".join(texts(await world.send(group, owner, "/modlog")))
+
+
+async def test_with_captcha_off_a_raid_that_ends_releases_the_held(world) -> None:  # type: ignore[no-untyped-def]
+    _owner, group = await setup(world, "/antiraid threshold 3")
+    people = [world.user(f"Q{i}", language_code="en") for i in range(6)]
+    for person in people:
+        await join(world, group, person)
+    held = {p.id for p in people if (await check_of(world, group, p)).status == "held"}
+    assert len(held) == 3
+    calls = await raid_ends(world)
+    assert {c.user_id for c in calls_of(calls, RestrictChatMember) if not muted(c)} == held
+    assert not [c for c in calls_of(calls, SendMessage) if c.chat_id == group.id]  # a release needs no post
+    assert await raid_ends(world) == []
 
 
 async def test_admin_commands_are_checked_and_explained(world) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bot.sandbox import Sandbox
 from bot.sandbox.world import SbChat, SbUser
@@ -42,5 +43,26 @@ class Cast:
 
 
 Scene = Callable[[Cast], Awaitable[None]]
+T = TypeVar("T")
+
+
+async def run_job(cast: Cast, job: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run one scheduler job once, directly, as `qunbot scheduler` would: with the bot's own settings (its database
+    and the sandbox), `job(context, *args, **kwargs)`."""
+    from bot.factory import create_bot
+    from bot.i18n import create_i18n
+    from models.db import create_engine, create_sessionmaker
+    from scheduler.runner import JobContext
+
+    settings = cast.settings
+    assert settings is not None, "a scene that runs a job needs the bot's settings (Cast(sb, settings))"
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    bot = create_bot(settings, sessionmaker=sessionmaker)
+    try:
+        return await job(JobContext(bot, sessionmaker, create_i18n(settings.default_locale)), *args, **kwargs)
+    finally:
+        await bot.session.close()
+        await engine.dispose()
 
 

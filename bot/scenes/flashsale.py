@@ -7,10 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from bot.factory import create_bot
-from bot.i18n import create_i18n
-from bot.scenes import Cast, settle
-from models.db import create_engine, create_sessionmaker, utcnow
+from bot.scenes import Cast, run_job, settle
+from models.db import utcnow
 from models.schedules import local_moment
 
 ZONE = "Asia/Shanghai"  # the group's zone (set in the group-settings scene)
@@ -18,20 +16,10 @@ ZONE = "Asia/Shanghai"  # the group's zone (set in the group-settings scene)
 
 async def run_flash_sale_poster(cast: Cast, at: str, day: object) -> int:
     """Run the scheduler once, with the bot's own settings, as if it were `at` (+5 s) on `day` in the group."""
-    from scheduler.runner import JobContext, run_schedules
+    from scheduler.runner import run_schedules
 
-    settings = cast.settings
-    assert settings is not None, "the flash-sale scene needs the bot's settings (Cast(sb, settings))"
-    engine = create_engine(settings.database_url)
-    sessionmaker = create_sessionmaker(engine)
-    bot = create_bot(settings, sessionmaker=sessionmaker)
-    try:
-        context = JobContext(bot, sessionmaker, create_i18n(settings.default_locale))
-        moment = local_moment(day, at, ZoneInfo(ZONE)) + timedelta(seconds=5)  # type: ignore[arg-type]
-        return await run_schedules(context, moment, kinds={"flash_sale"})
-    finally:
-        await bot.session.close()
-        await engine.dispose()
+    moment = local_moment(day, at, ZoneInfo(ZONE)) + timedelta(seconds=5)  # type: ignore[arg-type]
+    return await run_job(cast, run_schedules, moment, kinds={"flash_sale"})
 
 
 async def scene_flashsale(cast: Cast) -> None:

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.factory import create_bot
-from bot.i18n import create_i18n
-from bot.scenes import Cast, settle
-from models.db import create_engine, create_sessionmaker, utcnow
+from bot.scenes import Cast, run_job, settle
+from models.db import utcnow
 from models.invites import Vested, link_name
 
 
 async def run_vesting(cast: Cast, now: datetime) -> list[Vested]:
     """Run the vesting job once, directly, with the bot's own settings (database and sandbox)."""
     from scheduler.invites import vest_invitations
-    from scheduler.runner import JobContext
 
-    settings = cast.settings
-    assert settings is not None, "the invites scene needs the bot's settings (Cast(sb, settings))"
-    engine = create_engine(settings.database_url)
-    sessionmaker = create_sessionmaker(engine)
-    bot = create_bot(settings, sessionmaker=sessionmaker)
-    try:
-        context = JobContext(bot, sessionmaker, create_i18n(settings.default_locale))
-        return await vest_invitations(context, now=now)
-    finally:
-        await bot.session.close()
-        await engine.dispose()
+    return await run_job(cast, vest_invitations, now=now)
 
 
 async def scene_invites(cast: Cast) -> None:

@@ -9,9 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.factory import create_bot
-from bot.i18n import create_i18n
-from bot.scenes import Cast, settle
+from bot.scenes import Cast, run_job, settle
 from models.clock import local_day
 from models.db import create_engine, create_sessionmaker, utcnow
 from models.points import PointsEntry
@@ -23,20 +21,10 @@ ZONE = "Asia/Shanghai"  # the group's zone (set in the group-settings scene)
 async def run_scheduler_at_eight_pm(cast: Cast) -> int:
     """Run the scheduler's minute job once, with the bot's own settings, as if it were 20:00:05 today in the
     group. Returns how many posts went out."""
-    from scheduler.runner import JobContext, run_schedules
+    from scheduler.runner import run_schedules
 
-    settings = cast.settings
-    assert settings is not None, "the topics scene needs the bot's settings (Cast(sb, settings))"
-    engine = create_engine(settings.database_url)
-    sessionmaker = create_sessionmaker(engine)
-    bot = create_bot(settings, sessionmaker=sessionmaker)
-    try:
-        context = JobContext(bot, sessionmaker, create_i18n(settings.default_locale))
-        eight_pm = local_moment(local_day(utcnow(), ZONE), "20:00", ZoneInfo(ZONE)) + timedelta(seconds=5)
-        return await run_schedules(context, eight_pm, kinds={"topic"})
-    finally:
-        await bot.session.close()
-        await engine.dispose()
+    eight_pm = local_moment(local_day(utcnow(), ZONE), "20:00", ZoneInfo(ZONE)) + timedelta(seconds=5)
+    return await run_job(cast, run_schedules, eight_pm, kinds={"topic"})
 
 
 async def topic_points_of(cast: Cast, user_id: int) -> int:
