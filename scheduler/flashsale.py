@@ -61,7 +61,7 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
         for group_id in {r.group_id for r in ended}:
             group = await session.get(Group, group_id)
             if group is not None:
-                places[group_id] = (group.chat_id, group.timezone, group.locale or ctx.i18n.default_locale)
+                places[group_id] = (group.chat_id, group.timezone, group.locale)
     gate = asyncio.Semaphore(POST_CONCURRENCY)
 
     async def show(flash_round: flashsale.FlashRound) -> None:
@@ -70,7 +70,7 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
             return
         chat_id, zone, locale = place
         async with gate:
-            with ctx.i18n.context(), ctx.i18n.use_locale(locale):
+            with ctx.in_locale(locale):
                 try:
                     await edit_post(ctx.bot, chat_id, flash_round, zone)
                 except TelegramAPIError as error:

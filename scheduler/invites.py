@@ -26,7 +26,7 @@ async def vest_invitations(ctx: JobContext, now: datetime | None = None) -> list
     async with ctx.sessionmaker() as session:
         vested = await invites.vest_due(session, now=now, captcha=invites.captcha_checker())
         for done in vested:
-            with ctx.i18n.context(), ctx.i18n.use_locale(done.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(done.locale):
                 try:
                     await tell_inviter_vested(ctx.bot, session, done)
                 except TelegramAPIError as error:

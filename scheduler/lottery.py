@@ -35,7 +35,7 @@ async def draw_due_lotteries(ctx: JobContext, now: datetime | None = None) -> in
                 continue  # another scheduler (or the Nth entry) drew it
             drawn += 1
             place = await lottery.place_of(session, lottery_id)
-            with ctx.i18n.context(), ctx.i18n.use_locale(place.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(place.locale):
                 try:
                     await publish_draw(ctx.bot, session, result)
                 except TelegramAPIError as error:
@@ -54,7 +54,7 @@ async def reroll_unclaimed_prizes(ctx: JobContext, now: datetime | None = None) 
         for result in results:
             assert result.lottery.id is not None
             place = await lottery.place_of(session, result.lottery.id)
-            with ctx.i18n.context(), ctx.i18n.use_locale(place.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(place.locale):
                 try:
                     await announce_reroll(ctx.bot, session, result, expired=True)
                 except TelegramAPIError as error:

@@ -36,7 +36,7 @@ async def expire_captchas(ctx: JobContext) -> int:
             group = await groups.get_group(session, item.chat_id)
             if group is None:
                 return
-            with ctx.i18n.context(), ctx.i18n.use_locale(item.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(item.locale):
                 try:
                     await remove_newcomer(ctx.bot, session, group, item, reason="timeout")
                 except TelegramAPIError as error:
@@ -56,7 +56,7 @@ async def settle_raids(ctx: JobContext, *, now: datetime | None = None) -> int:
     async with ctx.sessionmaker() as session:
         settled = await newcomers.settle_ended_raids(session, now=now)
         for over in settled:
-            with ctx.i18n.context(), ctx.i18n.use_locale(over.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(over.locale):
                 try:
                     await raid_over(ctx.bot, session, over)
                 except TelegramAPIError as error:

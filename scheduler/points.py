@@ -27,7 +27,7 @@ async def refresh_pinned_boards(ctx: JobContext) -> int:
 
     async def refresh(board: points.PinnedBoard) -> bool:
         async with gate, ctx.sessionmaker() as session:
-            with ctx.i18n.context(), ctx.i18n.use_locale(board.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(board.locale):
                 try:
                     return await refresh_pinned_board(ctx.bot, session, board)
                 except TelegramAPIError as error:

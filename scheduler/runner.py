@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,12 @@ class JobContext:
     bot: Bot
     sessionmaker: async_sessionmaker[AsyncSession]
     i18n: I18n
+
+    @contextmanager
+    def in_locale(self, locale: str | None) -> Iterator[None]:
+        """gettext in a group's language (its /lang, else the default) for what a job says there."""
+        with self.i18n.context(), self.i18n.use_locale(locale or self.i18n.default_locale):
+            yield
 
 
 Job = Callable[[JobContext], Awaitable[Any]]
@@ -89,7 +96,7 @@ async def post_slot(ctx: JobContext, slot: Slot) -> bool:
         if not await boards.claim_post(session, slot.group_id, slot.claim_kind, slot.claim_slot):
             return False  # another scheduler (or an earlier tick) has it
         try:
-            with ctx.i18n.context(), ctx.i18n.use_locale(slot.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(slot.locale):
                 message_id = await poster(ctx, session, slot)
         except TelegramAPIError as error:
             # Telegram refused: give the slot back so a later tick inside the grace window may try again.
@@ -166,7 +173,7 @@ async def close_due(
             closed += 1
             async with transaction(session):
                 group = await load_group(session, group_id_of(result))
-            with ctx.i18n.context(), ctx.i18n.use_locale(group.locale or ctx.i18n.default_locale):
+            with ctx.in_locale(group.locale):
                 try:
                     await announce(session, group, result)
                 except TelegramAPIError as error:
