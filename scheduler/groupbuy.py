@@ -7,23 +7,18 @@ last unit sold, or an admin's /groupbuy close announce a group buy once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.groupbuy import announce_closing  # the announcement lives with the post's handler
 from models import groupbuy
 from models.db import utcnow
-
-if TYPE_CHECKING:  # runner imports this module: no import back at run time
-    from scheduler.runner import JobContext
-
+from scheduler.runner import JobContext, close_due
 
 
 async def close_due_groupbuys(ctx: JobContext, now: datetime | None = None) -> int:
     """Close every open group buy past its deadline; returns how many this call closed (and announced)."""
-    from handlers.groupbuy import announce_closing  # the announcement lives with the post's handler
-    from scheduler.runner import close_due
-
     now = now or utcnow()
     async with ctx.sessionmaker() as session:
         due = await groupbuy.due_groupbuys(session, now)

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 
+from handlers.invites import tell_inviter_vested  # the note's text lives with the feature's handlers
 from models import invites
 from models.invites import Vested
-
-if TYPE_CHECKING:
-    from scheduler.runner import JobContext
+from scheduler.runner import JobContext
 
 log = logging.getLogger("qunbot.scheduler.invites")
 
 
 async def vest_invitations(ctx: JobContext, now: datetime | None = None) -> list[Vested]:
     """Vest every due invitation (rewards and milestone bonuses through the ledger, once each) and notify."""
-    from handlers.invites import tell_inviter_vested  # the note's text lives with the feature's handlers
-
     async with ctx.sessionmaker() as session:
         vested = await invites.vest_due(session, now=now, captcha=invites.captcha_checker())
         for done in vested:

@@ -7,23 +7,18 @@ scheduler and an admin's /vote close, announce a vote once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.votes import announce_closing  # the announcement's text and button live with its handler
 from models import votes
 from models.db import utcnow
-
-if TYPE_CHECKING:  # runner imports this module: no import back at run time
-    from scheduler.runner import JobContext
-
+from scheduler.runner import JobContext, close_due
 
 
 async def close_due_votes(ctx: JobContext, now: datetime | None = None) -> int:
     """Close every open vote past its deadline; returns how many this call closed (and announced)."""
-    from handlers.votes import announce_closing  # the announcement's text and button live with its handler
-    from scheduler.runner import close_due
-
     now = now or utcnow()
     async with ctx.sessionmaker() as session:
         due = await votes.due_votes(session, now)
