@@ -29,9 +29,10 @@ from aiogram.types import Chat, Message, Update, User
 
 from bench.rounds import CONCURRENCY, feed_all, paired_rounds
 from bot.settings import load_settings
-from handlers.moderation import ModerationState, find_violation
+from handlers.moderation import ModerationState, message_facts
 from models import groups
 from models.db import create_all, create_engine, create_sessionmaker
+from models.moderation_policy import find_violation
 from tests.factories import World
 
 SPAM_EVERY = 50  # one message in 50 breaks a rule
@@ -74,7 +75,7 @@ def moderation_check_rate(group, updates: list[Update]) -> float:  # type: ignor
         assert message is not None and message.from_user is not None
         compiled = state.compiled(group)
         pace = state.pace(message.chat.id, message.from_user.id, message.text, compiled.rules, time.monotonic())
-        find_violation(message, compiled, new_member=False, pace=pace)
+        find_violation(message_facts(message), compiled, new_member=False, pace=pace)
     return len(updates) / (time.perf_counter() - started)
 
 

@@ -40,10 +40,12 @@ from handlers.roles import (
     require_moderator,
     split_target,
 )
-from models import boards, detection, groups, moderation, roles
+from models import boards, groups, moderation, roles
+from models import moderation_policy as policy
 from models.db import utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
+from models.moderation_policy import CompiledRules, MessageFacts, Pace, Violation
 
 log = logging.getLogger("qunbot.moderation")
 
@@ -71,8 +73,6 @@ NOTICES_PER_MINUTE = 6  # bot notices about removed messages per group (Telegram
 PACE_MEMORY = 50_000  # members whose recent pace is remembered (least recently seen forgotten first)
 MODLOG_ROWS = 15
 SNIPPET = 300
-DIVERSION_KINDS = {"invite", "channel", "wechat", "qq", "phone"}
-LINK_KINDS = {"link", "invite", "channel"}
 
 RULE_LABELS = {
     "flood": __("flooding"),
@@ -121,24 +121,10 @@ class UsageError(Exception):
 
 
 @dataclass
-class Compiled:
-    stamp: datetime
-    rules: ModerationRules
-    banned: detection.BannedMatcher | None
-
-
-@dataclass(slots=True)
-class Pace:
-    times: deque[float]
-    digest: int | None = None  # hash() of the last text, normalized: memory only, never stored
-    repeats: int = 0
-
-
-@dataclass
 class ModerationState:
     """What the listener keeps in memory: compiled rules per group, members' recent pace, notices sent."""
 
-    rules: dict[int, Compiled] = field(default_factory=dict)
+    rules: dict[int, CompiledRules] = field(default_factory=dict)
     paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
     notices: dict[int, deque[float]] = field(default_factory=dict)
 
@@ -146,20 +132,17 @@ class ModerationState:
     def of(cls, dispatcher: Dispatcher) -> ModerationState:
         return kept(dispatcher, "moderation_state", cls)
 
-    def compiled(self, group: Group) -> Compiled:
+    def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
         assert group.id is not None
         cached = self.rules.get(group.id)
         if cached is not None and cached.stamp == group.updated_at:
             return cached
-        rules = moderation.rules_of(group)
-        banned = detection.compile_banned(rules.banned_words) if rules.banned_words else None
-        cached = self.rules[group.id] = Compiled(group.updated_at, rules, banned)
+        cached = self.rules[group.id] = CompiledRules.of(group)
         return cached
 
     def pace(self, chat_id: int, user_id: int, text: str | None, rules: ModerationRules, now: float) -> str | None:
-        """Count this message; "flood" or "repeat" when the member went over the limit (then the count restarts,
-        so a burst is punished once per limit reached, not once per message)."""
+        """Count this message toward the member's pace (see Pace.count); "flood" or "repeat" when they went over."""
         key = (chat_id, user_id)
         pace = self.paces.get(key)
         if pace is None:
@@ -168,21 +151,7 @@ class ModerationState:
                 self.paces.popitem(last=False)
         else:
             self.paces.move_to_end(key)
-        if rules.flood_messages:
-            if pace.times.maxlen != rules.flood_messages:
-                pace.times = deque(pace.times, maxlen=rules.flood_messages)
-            pace.times.append(now)
-            if len(pace.times) == rules.flood_messages and now - pace.times[0] <= rules.flood_seconds:
-                pace.times.clear()
-                return "flood"
-        if rules.flood_repeat and text:
-            digest = hash(" ".join(text.lower().split()))
-            pace.repeats = pace.repeats + 1 if digest == pace.digest else 1
-            pace.digest = digest
-            if pace.repeats > rules.flood_repeat:
-                pace.repeats = 0
-                return "repeat"
-        return None
+        return pace.count(text, rules, now)
 
     def may_notify(self, chat_id: int, now: float) -> bool:
         sent = self.notices.setdefault(chat_id, deque(maxlen=NOTICES_PER_MINUTE))
@@ -192,69 +161,33 @@ class ModerationState:
         return True
 
 
-# -- what a message breaks -------------------------------------------------------------------------------------
+# -- what a message is, for the policy --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Violation:
-    rule: str
-    detail: str
-
-
-def message_urls(message: Message) -> list[str]:
-    """URLs Telegram carries beside the text: text links and inline-button links."""
+def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
+    """The plain facts moderation decides on (models/moderation_policy.py), read from the message once."""
+    user = message.from_user
+    person = user is not None and not user.is_bot and user.id not in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT)
     urls = [e.url for e in (message.entities or []) + (message.caption_entities or []) if e.url]
-    if message.reply_markup is not None:
-        urls += [b.url for row in message.reply_markup.inline_keyboard for b in row if b.url]
-    return urls
-
-
-def has_media(message: Message) -> bool:
-    return any((message.photo, message.video, message.document, message.audio, message.voice, message.video_note,
-                message.animation))
-
-
-def is_new_member(member: MemberSnapshot | None, group: Group, hours: int, now: datetime) -> bool:
-    """Joined less than `hours` ago. Members first seen in the bot's own first `hours` in the group are not new:
-    the bot cannot tell a newcomer from a regular it simply had not met yet."""
-    if member is None or hours <= 0:
-        return False
-    window = timedelta(hours=hours)
-    return now - member.joined_at < window and member.joined_at - group.created_at >= window
-
-
-def find_violation(
-    message: Message, compiled: Compiled, *, new_member: bool, pace: str | None
-) -> Violation | None:
-    """The first rule the message breaks, content first (pure: no I/O)."""
-    rules = compiled.rules
-    text = message.text or message.caption or ""
-    findings = detection.scan(text, message_urls(message), banned=compiled.banned) if text or message.reply_markup \
-        else []
-    for finding in findings:
-        if finding.kind in DIVERSION_KINDS and rules.diversion:
-            return Violation("diversion", f"{finding.kind}:{finding.value}")
-    for finding in findings:
-        if finding.kind == "banned":
-            return Violation("banned", finding.value)
-    links = [f for f in findings if f.kind in LINK_KINDS]
-    if rules.links:
-        for finding in links:
-            if finding.kind != "link" or not detection.domain_allowed(finding.value, rules.allowed_domains):
-                return Violation("links", f"{finding.kind}:{finding.value}")
-    if new_member and (links or has_media(message) or message.sticker):
-        return Violation("newcomer", "link" if links else "media")
-    if rules.lock_stickers and message.sticker:
-        return Violation("locks", "sticker")
-    if rules.lock_gifs and message.animation:
-        return Violation("locks", "gif")
-    if rules.lock_forwards and message.forward_origin is not None:
-        return Violation("locks", "forward")
-    if rules.lock_media and has_media(message) and not message.animation:
-        return Violation("locks", "media")
-    if pace is not None:
-        return Violation(pace, "")
-    return None
+    markup = message.reply_markup
+    if markup is not None:
+        urls += [b.url for row in markup.inline_keyboard for b in row if b.url]
+    return MessageFacts(
+        chat_id=message.chat.id,
+        sender_id=user.id if person and user is not None else None,
+        sender_chat_id=message.sender_chat.id if message.sender_chat is not None else None,
+        text=message.text or message.caption or "",
+        urls=tuple(urls),
+        has_buttons=markup is not None,
+        media=any((message.photo, message.video, message.document, message.audio, message.voice,
+                   message.video_note, message.animation)),
+        sticker=message.sticker is not None,
+        animation=message.animation is not None,
+        forwarded=message.forward_origin is not None,
+        automatic_forward=bool(message.is_automatic_forward),
+        service=bool(message.new_chat_members or message.left_chat_member),
+        edited=edited,
+    )
 
 
 # -- acting on Telegram ----------------------------------------------------------------------------------------
@@ -372,7 +305,7 @@ def sender_name(message: Message) -> str:
 
 
 async def enforce(
-    message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, compiled: Compiled,
+    message: Message, bot: Bot, session: AsyncSession, group: Group, state: ModerationState, compiled: CompiledRules,
     violation: Violation,
 ) -> bool:
     """Delete, warn and escalate (or, in dry-run mode, only record what would have happened). False when the
@@ -451,13 +384,8 @@ async def check_message(
     """True when the message broke a rule and was handled (the caller then stops it here)."""
     if group is None or group.id is None:
         return False
-    if message.is_automatic_forward or message.new_chat_members or message.left_chat_member:
-        return False  # a linked channel's post in its discussion group, or a service message
-    sender = message.from_user
-    if message.sender_chat is not None:
-        if message.sender_chat.id == message.chat.id:
-            return False  # an anonymous admin
-    elif sender is None or sender.is_bot or sender.id in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT):
+    facts = message_facts(message, edited=edited)
+    if not policy.is_subject_to_rules(facts):
         return False
     state = ModerationState.of(dispatcher)
     compiled = state.compiled(group)
@@ -465,14 +393,17 @@ async def check_message(
     if not rules.enabled:
         return False
     pace = None
-    if not edited and sender is not None and message.sender_chat is None:
-        pace = state.pace(message.chat.id, sender.id, message.text or message.caption, rules, time.monotonic())
-    now = utcnow()
-    new_member = is_new_member(member, group, rules.newcomer_hours, now)
-    violation = find_violation(message, compiled, new_member=new_member, pace=pace)
+    sender_id = policy.paced_sender(facts)
+    if sender_id is not None:
+        pace = state.pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
+    joined_at = member.joined_at if member is not None else None
+    new_member = policy.is_new_member(joined_at, group.created_at, rules.newcomer_hours, utcnow())
+    violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace)
     if violation is None:
         return False
-    if sender is not None and message.sender_chat is None and await is_chat_admin(bot, message.chat.id, sender.id):
+    if facts.sender_chat_id is None and facts.sender_id is not None and await is_chat_admin(
+        bot, facts.chat_id, facts.sender_id
+    ):
         return False  # admins are exempt (bot moderators too: enforce checks them in its transaction)
     return await enforce(message, bot, session, group, state, compiled, violation) and not rules.dry_run
 
