@@ -28,8 +28,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, kept, require_admin
-from handlers.points import is_person, names_of
-from models import groups, invites
+from handlers.points import is_person
+from models import groups, invites, roles
 from models.db import utcnow
 from models.groups import Group
 from models.invites import Invitation, InviterStats, InviteRules, Vested
@@ -233,7 +233,7 @@ async def tell_inviter_reversed(
 
 async def tell_inviter_vested(bot: Bot, session: AsyncSession, vested: Vested) -> None:
     """A private note to the inviter that an invitation counted (the scheduler calls this in the group's locale)."""
-    name = (await names_of(session, [vested.invitee_id])).get(vested.invitee_id, _("your friend"))
+    name = (await roles.member_names(session, [vested.invitee_id])).get(vested.invitee_id, _("your friend"))
     lines = [_("✅ Your invitation of {name} to {group} counts now: +{points} points.").format(
         name=esc(name), group=esc(vested.group_title), points=vested.reward
     )]
@@ -356,7 +356,7 @@ async def show_mine(message: Message, session: AsyncSession, group: Group) -> No
     stats = await invites.inviter_stats(session, group.id, user.id)
     mine = await invites.my_invitations(session, group.id, user.id, limit=LISTED)
     top = await invites.leaderboard(session, group.id, limit=5)
-    names = await names_of(session, [row.inviter_id for row in top] + [row.invitee_id for row in mine])
+    names = await roles.member_names(session, [row.inviter_id for row in top] + [row.invitee_id for row in mine])
     lines = [
         _("<b>Your invitations</b>: {pending} pending · {vested} rewarded · {void} void").format(
             pending=stats.pending, vested=stats.vested, void=stats.void + stats.reversed
@@ -389,7 +389,7 @@ async def show_top(message: Message, session: AsyncSession, group: Group) -> Non
     if not rows:
         await message.reply(_("No invitations in this group yet."))
         return
-    names = await names_of(session, [row.inviter_id for row in rows])
+    names = await roles.member_names(session, [row.inviter_id for row in rows])
     lines = [_("<b>Top inviters</b> (rewarded / pending / void · void rate)")]
     for index, row in enumerate(rows, start=1):
         line = _("{index}. {name}: {vested} / {pending} / {void} · {rate}").format(

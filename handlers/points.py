@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,6 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import (
@@ -49,11 +48,11 @@ from handlers.common import (
     require_admin,
     tier_label,
 )
-from models import checkin, points, shop
+from models import checkin, points, roles, shop
 from models.clock import local_day
-from models.db import transaction, utcnow
-from models.groups import Group, Member, User
-from models.points import PointsBalance, PointsRules
+from models.db import utcnow
+from models.groups import Group
+from models.points import PointsRules
 
 log = logging.getLogger("qunbot.points")
 
@@ -72,7 +71,6 @@ MAX_ADMIN_AMOUNT = 100_000
 REASON_MAX = 64
 TOP_N = 10
 ANNOUNCE_WINDOW_S = 60.0
-GONE_ROLES = ("left", "kicked")
 
 # Default tier names by key; a custom name stored in the rules wins and is shown as is.
 BADGE_NAMES = {"streak_7": __("7-day streak"), "streak_30": __("30-day streak"), "streak_100": __("100-day streak")}
@@ -166,54 +164,6 @@ def actor_id_of(message: Message) -> int:
     if message.sender_chat is not None:
         return message.sender_chat.id
     return message.from_user.id if message.from_user else 0
-
-
-async def names_of(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
-    """Display names from the users table (a read; models has no public lookup by a list of ids)."""
-    ids = sorted(set(user_ids))
-    if not ids:
-        return {}
-    async with transaction(session):
-        rows = await session.execute(
-            select(User.user_id, User.first_name, User.username).where(User.user_id.in_(ids))  # type: ignore[call-overload, attr-defined]
-        )
-        return {row.user_id: display_name(row.first_name, row.username) for row in rows.all()}
-
-
-async def member_by_username(session: AsyncSession, group_id: int, username: str) -> tuple[int, str] | None:
-    """(user_id, name) of the group member with this @username (a read; models has no lookup by username)."""
-    async with transaction(session):
-        row = (
-            await session.execute(
-                select(User.user_id, User.first_name, User.username)  # type: ignore[call-overload]
-                .join(Member, Member.user_id == User.user_id)  # type: ignore[arg-type]
-                .where(
-                    Member.group_id == group_id,
-                    Member.role.not_in(GONE_ROLES),  # type: ignore[attr-defined]
-                    func.lower(User.username) == username.lower(),
-                )
-                .order_by(User.seen_at.desc())  # type: ignore[attr-defined]
-                .limit(1)
-            )
-        ).first()
-        return (row.user_id, display_name(row.first_name, row.username)) if row else None
-
-
-async def memberships_of(session: AsyncSession, user_id: int) -> list[tuple[Group, int, int]]:
-    """(group, balance, lifetime) for every active group the person is a member of (a read for private /me)."""
-    async with transaction(session):
-        rows = await session.execute(
-            select(Group, PointsBalance.balance, PointsBalance.lifetime_earned)  # type: ignore[call-overload]
-            .join(Member, Member.group_id == Group.id)  # type: ignore[arg-type]
-            .outerjoin(
-                PointsBalance,
-                (PointsBalance.group_id == Group.id) & (PointsBalance.user_id == user_id),  # type: ignore[arg-type]
-            )
-            .where(Member.user_id == user_id, Member.role.not_in(GONE_ROLES), Group.active)  # type: ignore[attr-defined]
-            .order_by(PointsBalance.balance.desc().nulls_last(), Group.title)  # type: ignore[union-attr]
-            .limit(30)
-        )
-        return [(group, balance or 0, lifetime or 0) for group, balance, lifetime in rows.all()]
 
 
 # -- tier-up announcements, coalesced --------------------------------------------------------------------------
@@ -357,7 +307,7 @@ async def me_in_group(message: Message, session: AsyncSession, group: Group | No
 @router.message(Command("me"), IN_PRIVATE)
 async def me_in_private(message: Message, session: AsyncSession) -> None:
     assert message.from_user is not None
-    rows = await memberships_of(session, message.from_user.id)
+    rows = await points.balances_in_groups(session, message.from_user.id)
     if not rows:
         await message.answer(
             _("You have no points yet. Check in, chat and share purchases in your groups to earn some.")
@@ -404,7 +354,7 @@ async def render_leaderboard(session: AsyncSession, group_id: int, period: str, 
     """The top 10 of `period`, with the viewer's own place when one is given (in the current locale)."""
     top = await points.leaderboard(session, group_id, period, limit=TOP_N)  # type: ignore[arg-type]
     mine = await points.place_of(session, group_id, viewer, period) if viewer is not None else None  # type: ignore[arg-type]
-    names = await names_of(session, [row.user_id for row in top])
+    names = await roles.member_names(session, [row.user_id for row in top])
     lines = [str(RANK_TITLES[period])]
     if not top:
         lines.append(_("No points yet — check in, chat and share your purchases to get on the board!"))
@@ -497,7 +447,7 @@ async def _parse_admin_change(
         args = _after_entity(text, mention.offset, mention.length).strip()
     elif args.startswith("@"):
         username, _sep, args = args.partition(" ")
-        found = await member_by_username(session, group.id, username[1:])
+        found = await roles.member_by_username(session, group.id, username[1:], present_only=True)
         if found is None:
             return _(
                 "I don't know {username} in this group yet. Reply to their message with {command} N instead."
@@ -758,7 +708,7 @@ async def review_showcase(
     if not verdict.decided:
         await query.answer(_("This showcase has already been decided."), show_alert=True)
         return
-    poster_name = (await names_of(session, [callback_data.user_id])).get(callback_data.user_id, _("someone"))
+    poster_name = (await roles.member_names(session, [callback_data.user_id])).get(callback_data.user_id, _("someone"))
     poster = esc(poster_name)
     awarded: points.LedgerResult | None = None
     result = verdict.earned

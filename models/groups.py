@@ -48,6 +48,7 @@ from models.db import (
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 ROLES = ("member", "administrator", "creator", "restricted", "left", "kicked")
+GONE_ROLES = ("left", "kicked")  # no longer in the group
 
 
 class Group(SQLModel, table=True):

@@ -4,6 +4,7 @@ per-chat cache refreshed from getChatAdministrators and chat_member updates."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
-from models.groups import Group, Member, User
+from models.groups import GONE_ROLES, Group, Member, User
 
 MAX_MODERATORS = 50  # per group; a longer list is a sign of a mistake, not of a well-run group
 
@@ -83,22 +84,24 @@ def _name(first_name: str | None, username: str | None) -> str:
     return first_name or (f"@{username}" if username else "?")
 
 
-async def member_by_username(session: AsyncSession, group_id: int, username: str) -> tuple[int, str] | None:
-    """(user_id, name) of the member of this group with this @username, if the bot has seen them."""
+async def member_by_username(
+    session: AsyncSession, group_id: int, username: str, *, present_only: bool = False
+) -> tuple[int, str] | None:
+    """(user_id, name) of the member of this group with this @username, if the bot has seen them.
+    `present_only`: leave out people who left or were removed (a ban may name them; points may not)."""
+    statement = (
+        select(User.user_id, User.first_name, User.username)  # type: ignore[call-overload]
+        .join(Member, Member.user_id == User.user_id)
+        .where(Member.group_id == group_id, func.lower(User.username) == username.lower())
+    )
+    if present_only:
+        statement = statement.where(Member.role.not_in(GONE_ROLES))  # type: ignore[attr-defined]
     async with transaction(session):
-        row = (
-            await session.execute(
-                select(User.user_id, User.first_name, User.username)  # type: ignore[call-overload]
-                .join(Member, Member.user_id == User.user_id)
-                .where(Member.group_id == group_id, func.lower(User.username) == username.lower())
-                .order_by(User.seen_at.desc())
-                .limit(1)
-            )
-        ).first()
+        row = (await session.execute(statement.order_by(User.seen_at.desc()).limit(1))).first()
         return (row.user_id, _name(row.first_name, row.username)) if row else None
 
 
-async def member_names(session: AsyncSession, user_ids: list[int]) -> dict[int, str]:
+async def member_names(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
     """Display names of the people the bot has seen (others are left out)."""
     ids = sorted(set(user_ids))
     if not ids:

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Integer, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import points, shop
+from models import points, roles, shop
 from models.checkin import check_in
 from models.db import metadata
-from models.groups import ChatSeen, UserSeen, upsert_group, upsert_member, upsert_user
+from models.groups import ChatSeen, UserSeen, set_member_role, upsert_group, upsert_member, upsert_user
 from models.points import InsufficientPoints, InvalidRule, PointsBalance, PointsEntry
 from models.privacy import erase_everything, export_everything
 
@@ -376,3 +376,37 @@ async def test_ledger_invariants_hold_under_any_sequence(session: AsyncSession, 
                     .where(shop.Coupon.item_id == item_id, shop.Coupon.status != "cancelled")  # type: ignore[arg-type]
                 )
                 assert stock >= 0 and stock + live == initial
+
+
+# -- reads the points commands use -----------------------------------------------------------------------------
+
+
+async def test_balances_in_groups_lists_the_groups_a_person_is_still_in(session: AsyncSession) -> None:
+    person = 555000111
+    rich = await upsert_group(session, ChatSeen(next(CHAT_IDS), "Rich", "supergroup"), default_timezone="UTC")
+    quiet = await upsert_group(session, ChatSeen(next(CHAT_IDS), "Quiet", "supergroup"), default_timezone="UTC")
+    left = await upsert_group(session, ChatSeen(next(CHAT_IDS), "Left", "supergroup"), default_timezone="UTC")
+    await upsert_user(session, UserSeen(person, "P"))
+    for group in (rich, quiet, left):
+        await upsert_member(session, group, UserSeen(person, "P"))
+        assert group.id is not None
+    await points.award(session, rich.id, person, 50, "chat", "b:rich")  # type: ignore[arg-type]
+    await points.award(session, left.id, person, 90, "chat", "b:left")  # type: ignore[arg-type]
+    await set_member_role(session, left, UserSeen(person, "P"), "left")
+
+    rows = await points.balances_in_groups(session, person)
+
+    assert [(group.title, balance, lifetime) for group, balance, lifetime in rows] == [
+        ("Rich", 50, 50), ("Quiet", 0, 0)
+    ]
+
+
+async def test_member_by_username_present_only_leaves_out_who_left(session: AsyncSession) -> None:
+    group = await upsert_group(session, ChatSeen(next(CHAT_IDS), "Fans", "supergroup"), default_timezone="UTC")
+    assert group.id is not None
+    await upsert_user(session, UserSeen(555000222, "Bob", "bob_b"))
+    await set_member_role(session, group, UserSeen(555000222, "Bob", "bob_b"), "left")
+
+    assert await roles.member_by_username(session, group.id, "BOB_B") == (555000222, "Bob")
+    assert await roles.member_by_username(session, group.id, "bob_b", present_only=True) is None
+    assert await roles.member_names(session, iter([555000222, 555000222])) == {555000222: "Bob"}

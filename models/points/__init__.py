@@ -38,6 +38,7 @@ from models.points.ledger import (
     PointsEntry,
     award,
     award_many,
+    balances_in_groups,
     get_balance,
     give,
     history,
@@ -78,7 +79,8 @@ from models.points.rules import (
 
 __all__ = [
     "KEY_MAX", "KINDS", "REFERENCE_MAX", "Award", "BalanceView", "InsufficientPoints", "LedgerResult", "PointsBalance",
-    "PointsEntry", "award", "award_many", "get_balance", "give", "history", "lock_member", "reverse", "spend", "take",
+    "PointsEntry", "award", "award_many", "balances_in_groups", "get_balance", "give", "history", "lock_member",
+    "reverse", "spend", "take",
     "DEFAULT_TIER_NAMES", "DEFAULT_TIERS", "RULE_NAMES", "GroupNotFound", "InvalidRule", "PointsError", "PointsRules",
     "Tier", "get_rules", "load_group", "rules_of", "set_rule",
     "ChatAwardState", "ChatDesk", "ChatMessage", "EarnResult", "EarnStatus", "PointsDailyCounter", "ShowcaseDecision",

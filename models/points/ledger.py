@@ -20,6 +20,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Field, SQLModel
 
 from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.groups import GONE_ROLES, Group, Member
 from models.points.rules import PointsError, PointsRules, load_group, rules_of
 
 KINDS = (
@@ -474,3 +475,21 @@ async def history(session: AsyncSession, group_id: int, user_id: int, limit: int
             .limit(limit)
         )
         return list(result.all())
+
+
+async def balances_in_groups(session: AsyncSession, user_id: int, limit: int = 30) -> list[tuple[Group, int, int]]:
+    """(group, balance, lifetime_earned) in every active group the person is a member of, largest balance first
+    (zeros where they never earned)."""
+    async with transaction(session):
+        rows = await session.execute(
+            select(Group, PointsBalance.balance, PointsBalance.lifetime_earned)  # type: ignore[call-overload]
+            .join(Member, Member.group_id == Group.id)  # type: ignore[arg-type]
+            .outerjoin(
+                PointsBalance,
+                (PointsBalance.group_id == Group.id) & (PointsBalance.user_id == user_id),  # type: ignore[arg-type]
+            )
+            .where(Member.user_id == user_id, Member.role.not_in(GONE_ROLES), Group.active)  # type: ignore[attr-defined]
+            .order_by(PointsBalance.balance.desc().nulls_last(), Group.title)  # type: ignore[union-attr]
+            .limit(limit)
+        )
+        return [(group, balance or 0, lifetime or 0) for group, balance, lifetime in rows.all()]
