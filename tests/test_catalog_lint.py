@@ -7,6 +7,7 @@
   mark.
 - zh_Hant strings hold no Simplified-only character (SIMPLIFIED_ONLY; exceptions in ALLOWED_SIMPLIFIED), no
   mainland-only word where Taiwan says it otherwise (MAINLAND_WORDS), and quote with 「」, not “”.
+- A number the bot fills in is followed by a Chinese unit (`{hours} 小時`), not `h`/`min`/`d`.
 - A rank has no `#` in front of it in Chinese (`第 {rank} 名`); English keeps the natural `#1`.
 - Every translation keeps the msgid's placeholders, HTML tags and entities, and the commands it names.
 """
@@ -43,6 +44,7 @@ FILLED = re.compile(r"\{[a-z_0-9]*\}|%\([a-z_]+\)[sd]|</?[a-z]+>")  # placeholde
 PLACEHOLDER = re.compile(r"\{[a-z_0-9]*\}|%\([a-z_]+\)[sd]")
 TAG = re.compile(r"</?[a-z]+>")
 COMMAND = re.compile(r"(?<![\w/<])/[a-z][a-z_]*")
+ASCII_UNIT_AFTER_NUMBER = re.compile(r"\{[a-z_]+\}\s?(?:h|hrs?|min|mins|s|sec|d|days?)\b")  # {hours} h, not 小時
 RANK_WITH_HASH = re.compile(r"第\s*#|#\s*\{(?:rank|place)\}")  # 第 #1 名 reads as "number number 1"
 
 # Every character that OpenCC's STCharacters maps to a different Traditional form, except the standard Taiwan
@@ -101,6 +103,11 @@ def prose_mask(text: str) -> list[str]:
         for found in pattern.finditer(text):
             mask[found.start():found.end()] = ["p"] * (found.end() - found.start())
     return mask
+
+
+def prose(text: str) -> str:
+    """`text` without what is protected (commands, code, links, entities, input formats)."""
+    return "".join(char for char, mark in zip(text, prose_mask(text), strict=True) if mark != "p")
 
 
 def touches_chinese(text: str, mask: list[str], index: int) -> bool:
@@ -175,6 +182,16 @@ def test_simplified_only_list_holds_no_traditional_character() -> None:
 @pytest.mark.parametrize("locale", CHINESE)
 def test_no_hash_before_a_rank(locale: str) -> None:
     problems = [f"{key[:60]!r}: {text!r}" for key, text in catalog(locale) if RANK_WITH_HASH.search(text)]
+    assert not problems, report(problems)
+
+
+@pytest.mark.parametrize("locale", CHINESE)
+def test_chinese_units_are_words(locale: str) -> None:
+    problems = [
+        f"{key[:60]!r}: {found!r}"
+        for key, text in catalog(locale)
+        for found in ASCII_UNIT_AFTER_NUMBER.findall(prose(text))
+    ]
     assert not problems, report(problems)
 
 
