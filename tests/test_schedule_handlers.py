@@ -56,7 +56,7 @@ async def test_set_with_days_then_off(world) -> None:  # type: ignore[no-untyped
 async def test_bad_input_gets_usage(world) -> None:  # type: ignore[no-untyped-def]
     owner, _bob, chat = await setup(world)
     assert "is not a time" in texts(await world.send(chat, owner, "/schedule set topic 25:00"))[0]
-    assert "are not days" in texts(await world.send(chat, owner, "/schedule set topic 20:00 8-9"))[0]
+    assert "is not a list of days" in texts(await world.send(chat, owner, "/schedule set topic 20:00 8-9"))[0]
     for wrong in ("/schedule set lottery 20:00", "/schedule set topic", "/schedule nonsense", "/schedule off"):
         assert texts(await world.send(chat, owner, wrong))[0].startswith("Usage (admins):")
     assert "HH:MM-HH:MM" in texts(await world.send(chat, owner, "/schedule quiet 23:00"))[0]

@@ -109,7 +109,7 @@ async def test_options_and_photo_caption(world) -> None:  # type: ignore[no-unty
     calls = await world.feed(Update(update_id=next(world.update_ids), message=message))
     post = sent(calls)[0]
     assert post.reply_parameters is not None and post.reply_parameters.message_id == 777
-    assert "Who votes: in the group for 24 h+; Silver and above; weights: Silver ×2, Gold ×3" in post.text
+    assert "Who votes: in the group for 24 h+; Silver and above; extra weight: Silver ×2, Gold ×3" in post.text
     async with world.sessionmaker() as session:
         vote = (await votes.open_votes(session, room.gid))[0]
     assert (vote.min_hours, vote.min_tier, vote.weights, vote.photo_message_id) == (
