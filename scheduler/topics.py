@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import topics
 from models.db import utcnow
-from scheduler.runner import Job, JobContext, Slot, register_poster
+from scheduler.runner import Job, JobContext, Posting, Slot
 
 log = logging.getLogger("qunbot.scheduler.topics")
 
@@ -34,6 +34,6 @@ async def prune_topic_posts(ctx: JobContext) -> None:
         log.info("forgot %s old topic posts", removed)
 
 
-register_poster("topic", post_daily_topic)
+POSTERS = [Posting("topic", post_daily_topic)]
 
 JOBS: list[tuple[Job, Any]] = [(prune_topic_posts, IntervalTrigger(hours=6))]
