@@ -70,7 +70,7 @@ async def main(members: int, database: str) -> None:
         await create_all(engine)
         settings = load_settings(_env_file=None, bot_token="4200:BENCH-TOKEN-abcdefghij")
         world = World(settings, create_sessionmaker(engine))
-        editor = BoardEditor(world.bot, world.sessionmaker, world.dp["i18n"])
+        editor = BoardEditor(world.bot, world.sessionmaker, world.runtime.i18n)
         world.dp.workflow_data["board_editor"] = editor
         chat = world.group("Bench")
         await world.send(chat, world.user("Owner"), "hello")  # the group row exists

@@ -34,7 +34,6 @@ from models import flashsale, groups, schedules
 from models.db import create_all, create_engine, create_sessionmaker, utcnow
 from models.flashsale import FlashOrder, FlashRound
 from scheduler.flashsale import post_flash_sale
-from scheduler.runner import JobContext
 from tests.factories import BOT_USER, World
 
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
@@ -108,7 +107,7 @@ async def main(presses: int, stock: int, members: int, database: str) -> None:
         await create_all(engine)
         settings = load_settings(_env_file=None, bot_token="4200:BENCH-TOKEN-abcdefghij")
         world = World(settings, create_sessionmaker(engine))
-        i18n = world.dp["i18n"]
+        i18n = world.runtime.i18n
         editor = PostEditor(world.bot, world.sessionmaker, i18n)
         world.dp.workflow_data["flash_editor"] = editor
         owner = world.user("Owner")
@@ -125,7 +124,7 @@ async def main(presses: int, stock: int, members: int, database: str) -> None:
             slot = schedules.Slot(0, group.id, chat.id, "flash_sale", sale.id or 0, began.date(), utcnow(),
                                   "Asia/Shanghai", None, 30)
             with i18n.context(), i18n.use_locale("zh_Hans"):
-                message_id = await post_flash_sale(JobContext(world.bot, world.sessionmaker, i18n), session, slot)
+                message_id = await post_flash_sale(world.jobs(), session, slot)
             assert message_id is not None
             round_id = await session.scalar(select(FlashRound.id).where(FlashRound.sale_id == sale.id))
         assert round_id is not None

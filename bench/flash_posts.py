@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
-from bot.factory import create_bot
+from bot.factory import create_bot, create_runtime
 from bot.i18n import create_i18n
 from bot.limits import TelegramLimits
 from bot.sandbox import Sandbox
@@ -63,7 +63,7 @@ async def main(group_count: int, scale: float) -> None:
                 update={"bot_token": SecretStr(sb.token), "telegram_api_url": sb.base_url}
             )
             bot = create_bot(settings, sessionmaker=sessionmaker, limits=limits)
-            ctx = JobContext(bot, sessionmaker, create_i18n("zh_Hans"))
+            ctx = JobContext(bot, create_runtime(settings, sessionmaker, create_i18n("zh_Hans")))
             mark = sb.mark()
             started = time.perf_counter()
             try:

@@ -17,7 +17,15 @@ from bot.flow import FlowController
 from bot.i18n import CatalogI18n, create_i18n
 from bot.limits import TelegramLimits
 from bot.middlewares import register_middlewares
+from bot.pipeline import install_pipeline
+from bot.runtime import Runtime
 from bot.settings import Settings
+from handlers.flashsale import SoldOutRounds
+from handlers.invites import InviteWatch
+from handlers.moderation import ModerationState
+from handlers.newcomers import Lobby
+from handlers.points import ChatQuiet, TierAnnouncer
+from handlers.roles import AdminCache
 from models import groups
 from models.checkin import CheckinDesk
 from models.points import ChatDesk
@@ -70,31 +78,47 @@ def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
     return storage, storage.create_isolation()
 
 
-def create_dispatcher(
-    settings: Settings,
-    *,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    i18n: CatalogI18n | None = None,
-    storage: BaseStorage | None = None,
-) -> Dispatcher:
-    """The Dispatcher with every feature's router and the middlewares, and `settings` / `sessionmaker` as
-    workflow data for handlers."""
+def create_runtime(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n | None = None
+) -> Runtime:
+    """The process's Runtime: the one place its parts are built (and where shared parts would be chosen)."""
+    i18n = i18n or create_i18n(settings.default_locale)
+    return Runtime(
+        settings=settings,
+        sessionmaker=sessionmaker,
+        i18n=i18n,
+        arrivals=groups.ArrivalDesk(sessionmaker, settings.default_timezone),
+        checkins=CheckinDesk(sessionmaker),
+        chat_points=ChatDesk(sessionmaker),
+        admins=AdminCache(),
+        moderation=ModerationState(),
+        invites=InviteWatch(),
+        tiers=TierAnnouncer(),
+        chat_quiet=ChatQuiet(),
+        sold_out=SoldOutRounds(),
+        lobby=Lobby(sessionmaker, i18n),
+    )
+
+
+def create_dispatcher(runtime: Runtime, *, storage: BaseStorage | None = None) -> Dispatcher:
+    """The Dispatcher: the update middleware, the group-message pipeline in front of every feature's handlers
+    (the switchboard), and `runtime` as workflow data for handlers. `settings`, `sessionmaker` and `i18n` are
+    offered too, as the runtime's own values under the names handlers take them by."""
     events_isolation = None
     if storage is None:
-        storage, events_isolation = create_storage(settings)
-    i18n = i18n or create_i18n(settings.default_locale)
+        storage, events_isolation = create_storage(runtime.settings)
     dp = Dispatcher(
         storage=storage,
         events_isolation=events_isolation,  # type: ignore[arg-type]
         # qunbot keeps no FSM state: the FSM layer is only worth its cost per update for what Redis gives several
         # workers (per-chat event isolation).
         disable_fsm=events_isolation is None,
-        settings=settings,
-        sessionmaker=sessionmaker,
-        i18n=i18n,
-        checkin_desk=CheckinDesk(sessionmaker),  # check-ins that arrive together share one transaction
-        chat_desk=ChatDesk(sessionmaker),  # so do chat points
+        runtime=runtime,
+        settings=runtime.settings,
+        sessionmaker=runtime.sessionmaker,
+        i18n=runtime.i18n,
     )
-    register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
+    register_middlewares(dp, runtime)
     handlers.install(dp)
+    install_pipeline(dp)
     return dp

@@ -23,11 +23,11 @@ from aiogram import BaseMiddleware, Dispatcher
 from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import CatalogI18n, locale_for_language_code
-from bot.settings import Settings
+from bot.i18n import locale_for_language_code
+from bot.runtime import Runtime
 from handlers.common import GROUP_TYPES, chat_seen, person_seen
+from handlers.roles import current_admins
 from models import groups
 
 log = logging.getLogger("qunbot.updates")
@@ -35,17 +35,15 @@ log = logging.getLogger("qunbot.updates")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-SPARE_SESSIONS = 256  # untouched sessions kept for the next updates (about the number handled at once)
+SPARE_SESSIONS = 256  # untouched sessions kept for the next updates (about the number handled at once): Runtime
 
 
 class UpdatePipeline(BaseMiddleware):
-    def __init__(
-        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
-    ) -> None:
-        self.sessionmaker, self.i18n = sessionmaker, i18n
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime, self.sessionmaker, self.i18n = runtime, runtime.sessionmaker, runtime.i18n
         # Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction a burst).
-        self.desk = groups.ArrivalDesk(sessionmaker, settings.default_timezone)
-        self.spare: list[AsyncSession] = []
+        self.desk = runtime.arrivals
+        self.spare = runtime.spare_sessions
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         try:
@@ -57,9 +55,11 @@ class UpdatePipeline(BaseMiddleware):
                 locale = data["locale"] = self.locale(data)
                 # gettext for the handler in this locale (what aiogram's I18nMiddleware does, minus two wrappers)
                 i18n_token, locale_token = I18n.set_current(self.i18n), self.i18n.ctx_locale.set(locale)
+                admins_token = current_admins.set(self.runtime.admins)  # see handlers/roles.py: admin_cache
                 try:
                     return await handler(event, data)
                 finally:
+                    current_admins.reset(admins_token)
                     self.i18n.ctx_locale.reset(locale_token)
                     I18n.reset_current(i18n_token)
             finally:
@@ -146,8 +146,6 @@ def _is_leaving(event: TelegramObject) -> bool:
     return False
 
 
-def register_middlewares(
-    dp: Dispatcher, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: CatalogI18n
-) -> None:
+def register_middlewares(dp: Dispatcher, runtime: Runtime) -> None:
     """The bot's one outer update middleware (it runs once per update, around every handler)."""
-    dp.update.outer_middleware(UpdatePipeline(settings, sessionmaker, i18n))
+    dp.update.outer_middleware(UpdatePipeline(runtime))

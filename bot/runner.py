@@ -20,8 +20,8 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 
 import handlers
-from bot.factory import create_bot, create_dispatcher
-from bot.i18n import CatalogI18n, create_i18n
+from bot.factory import create_bot, create_dispatcher, create_runtime
+from bot.i18n import CatalogI18n
 from bot.limits import TelegramLimits
 from bot.settings import Settings
 from models.db import create_engine, create_sessionmaker
@@ -79,13 +79,13 @@ async def run(
     try:
         await upgrade_to_head(engine)
         sessionmaker = create_sessionmaker(engine)
-        i18n = create_i18n(settings.default_locale)
+        runtime = create_runtime(settings, sessionmaker)
         bot = create_bot(settings, sessionmaker=sessionmaker, limits=limits)
-        dp = create_dispatcher(settings, sessionmaker=sessionmaker, i18n=i18n)
+        dp = create_dispatcher(runtime)
         me = await bot.get_me()
         log.info("running as @%s (id %s)", me.username, me.id)
-        await set_commands(bot, i18n)
-        scheduler = create_scheduler(bot, sessionmaker, i18n) if with_scheduler else None
+        await set_commands(bot, runtime.i18n)
+        scheduler = create_scheduler(bot, runtime) if with_scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:
@@ -160,7 +160,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
         await upgrade_to_head(engine)
         sessionmaker = create_sessionmaker(engine)
         bot = create_bot(settings, sessionmaker=sessionmaker)
-        scheduler = create_scheduler(bot, sessionmaker, create_i18n(settings.default_locale))
+        scheduler = create_scheduler(bot, create_runtime(settings, sessionmaker))
         scheduler.start()
         log.info("scheduler running")
         await stop.wait()

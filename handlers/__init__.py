@@ -28,10 +28,11 @@ from handlers import (
 )
 from handlers.common import CommandInfo, Switchboard
 
-# Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
-# moderation) last.
+# Order matters: service and membership updates first, commands and keywords next. Ordinary group messages do
+# not walk this list: the group-message pipeline (bot/pipeline.py) runs the moderation verdict first and then its
+# observers in a declared order, asking these handlers only for keyword features.
 # roles comes first: it only watches chat_member updates (keeping the admin cache current) and lets them pass.
-# invites comes next for the same reason: it attributes joins and counts newcomers' messages, letting both pass.
+# invites comes next for the same reason: it attributes joins and notices service-message joins, letting both pass.
 # newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
 FEATURES: list[ModuleType] = [
     roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,

@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from datetime import date
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -31,6 +32,9 @@ from models import boards, checkin, points, schedules
 from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.checkin")
 
@@ -244,11 +248,10 @@ async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: G
 
 @router.callback_query(CheckinPress.filter(), IN_GROUP)
 async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                        checkin_desk: checkin.CheckinDesk) -> None:
+                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, runtime: Runtime) -> None:
     assert group.id is not None
     now = utcnow()
-    result = await checkin_desk.check_in(group.id, query.from_user.id, now=now, group=group)
+    result = await runtime.checkins.check_in(group.id, query.from_user.id, now=now, group=group)
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:

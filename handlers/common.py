@@ -25,16 +25,7 @@ from models.groups import ChatSeen, UserSeen
 from models.points import PointsRules
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
-Kept = TypeVar("Kept")
 
-
-def kept(dispatcher: Router, key: str, make: Callable[[], Kept]) -> Kept:
-    """What a feature keeps in this process, one per dispatcher (made on first use, not on every lookup)."""
-    workflow = dispatcher.workflow_data  # type: ignore[attr-defined]
-    found = workflow.get(key)
-    if found is None:
-        found = workflow[key] = make()
-    return found  # type: ignore[no-any-return]
 
 ADMIN_STATUSES = ("creator", "administrator")
 TELEGRAM_SERVICE_USER = 777000  # Telegram's account that posts a linked channel's automatic forwards

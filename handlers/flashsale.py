@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -36,6 +36,9 @@ from models import flashsale, groups, schedules
 from models.db import utcnow
 from models.flashsale import FlashProduct, FlashRound, FlashSale
 from models.groups import Group
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.flashsale")
 
@@ -267,8 +270,9 @@ class Held:
 
 
 class SoldOutRounds:
-    """Rounds this process has seen sold out, with who holds an order. Sold out is final (stock never comes
-    back), so the rush of presses after it is answered from memory, without touching the database."""
+    """Rounds this process has seen sold out (the Runtime's `sold_out`), with who holds an order. Sold out is
+    final (stock never comes back), so the rush of presses after it is answered from memory, without touching the
+    database."""
 
     LIMIT = 2_000  # rounds remembered
 
@@ -300,13 +304,6 @@ class SoldOutRounds:
         self.rounds.pop(round_id, None)
 
 
-def sold_out_rounds(dispatcher: Any) -> SoldOutRounds:
-    known = dispatcher.workflow_data.get("flash_sold_out")
-    if known is None:
-        known = dispatcher.workflow_data["flash_sold_out"] = SoldOutRounds()
-    return known
-
-
 def sold_out_text() -> str:
     return _("Sorry, sold out! Watch for the next flash sale.")
 
@@ -333,11 +330,12 @@ class Place:
 
 @router.callback_query(FlashGrab.filter(), IN_GROUP)
 async def grab_press(query: CallbackQuery, callback_data: FlashGrab, bot: Bot, session: AsyncSession, group: Group,
-                     dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+                     dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
+                     runtime: Runtime) -> None:
     assert group.id is not None
     place = Place(group.id, group.chat_id, group.timezone, group.title, group.locale or i18n.default_locale)
     round_id, user_id = callback_data.round_id, query.from_user.id
-    sold_out = sold_out_rounds(dispatcher)
+    sold_out = runtime.sold_out
     known = sold_out.answer(round_id, user_id, utcnow())
     if isinstance(known, Held):
         await answer_already(query, known)
@@ -619,7 +617,7 @@ async def flashsale_keyword(message: Message, session: AsyncSession, group: Grou
 
 @router.message(Command("flashsale"), IN_GROUP)
 async def flashsale_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
-                            group: Group, dispatcher: Any) -> None:
+                            group: Group, runtime: Runtime) -> None:
     sub, _sep, rest = (command.args or "").strip().partition(" ")
     sub = sub.lower()
     if sub in ("", "list"):
@@ -644,7 +642,7 @@ async def flashsale_command(message: Message, command: CommandObject, bot: Bot, 
             sale_id = parse_id(rest or "x")
             _cancelled, ended = await flashsale.cancel_sale(session, gid, sale_id)
             for flash_round in ended:
-                sold_out_rounds(dispatcher).forget(flash_round.id or 0)
+                runtime.sold_out.forget(flash_round.id or 0)
                 await edit_post(bot, message.chat.id, flash_round, zone)
             await message.reply(_("Flash sale #{id} is cancelled.").format(id=sale_id))
         else:

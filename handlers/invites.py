@@ -17,8 +17,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
@@ -27,12 +28,15 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, kept, require_admin
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Service, display_name, esc, require_admin
 from handlers.points import is_person
 from models import groups, invites, roles
 from models.db import utcnow
 from models.groups import Group
 from models.invites import Invitation, InviterStats, InviteRules, Vested
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.invites")
 
@@ -70,13 +74,13 @@ VOID_REASONS = {
 }
 
 
-# -- per-dispatcher state --------------------------------------------------------------------------------------
+# -- per-process state (the Runtime's `invites`) ---------------------------------------------------------------
 
 
 class InviteWatch:
     """What the listeners remember in this process: who has a pending invitation in each group (refreshed from
     the database every PENDING_CACHE_S, so most messages cost no database work), and whether the group's joins
-    arrive as chat_member updates at all. One per Dispatcher (in its workflow_data), never a module global."""
+    arrive as chat_member updates at all. One per process: the Runtime's `invites`."""
 
     def __init__(self, ttl: float = PENDING_CACHE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -85,10 +89,6 @@ class InviteWatch:
         self._service_joins: dict[int, int] = {}
         self._updates_seen: set[int] = set()
         self._warned: set[int] = set()
-
-    @classmethod
-    def of(cls, dispatcher: Dispatcher) -> InviteWatch:
-        return kept(dispatcher, "invite_watch", cls)
 
     async def is_pending(self, session: AsyncSession, group_id: int, user_id: int) -> bool:
         now = self.clock()
@@ -181,11 +181,11 @@ async def invite_right_problem(bot: Bot, chat_id: int) -> str | None:
 
 @router.chat_member(IN_GROUP)
 async def member_changed(
-    update: ChatMemberUpdated, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Dispatcher
+    update: ChatMemberUpdated, bot: Bot, session: AsyncSession, group: Group | None, runtime: Runtime
 ) -> None:
     """Attribute a join to the link it used; void or claw back the invitation of someone who leaves. Never the
     end of the line: later listeners (captcha, moderation) see the same update."""
-    watch = InviteWatch.of(dispatcher)
+    watch = runtime.invites
     watch.saw_member_update(update.chat.id)
     if group is None or group.id is None:
         raise SkipHandler()
@@ -323,7 +323,7 @@ async def invites_in_private(message: Message) -> None:
 @router.message(Command("invites"), IN_GROUP)
 async def invites_command(
     message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group | None,
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
     if group is None or group.id is None:
         return
@@ -337,7 +337,7 @@ async def invites_command(
             await show_top(message, session, group)
     elif sub in ("settings", "rules"):
         if await require_admin(bot, message):
-            await show_settings(message, bot, session, group, dispatcher)
+            await show_settings(message, bot, session, group, runtime.invites)
     elif sub == "set":
         if await require_admin(bot, message):
             await set_rule(message, session, group, rest)
@@ -404,7 +404,7 @@ async def show_top(message: Message, session: AsyncSession, group: Group) -> Non
 
 
 async def show_settings(
-    message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: Dispatcher
+    message: Message, bot: Bot, session: AsyncSession, group: Group, watch: InviteWatch
 ) -> None:
     assert group.id is not None
     rules = await invites.get_rules(session, group.id)
@@ -416,7 +416,7 @@ async def show_settings(
     problem = await invite_right_problem(bot, message.chat.id)
     lines.append("")
     lines.append(problem or _("✅ I can create invite links here."))
-    if InviteWatch.of(dispatcher).updates_seen(message.chat.id):
+    if watch.updates_seen(message.chat.id):
         lines.append(_("✅ Join updates arrive, so joins are counted."))
     else:
         lines.append(_("ℹ️ No join update has arrived since I started. If members joined meanwhile, check that I am "
@@ -446,22 +446,26 @@ async def set_rule(message: Message, session: AsyncSession, group: Group, args: 
     await message.reply(_("✅ {rule} is now {value}.").format(rule=name, value=esc(rule_value(rules, name))))
 
 
-# -- newcomers' messages: a listener that never ends the line --------------------------------------------------
+# -- newcomers' messages: an observer of the group-message pipeline (bot/pipeline.py) ----------------------------
 
 
-@router.message(IN_GROUP)
-async def newcomer_message(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Dispatcher
-) -> None:
-    """Count a message of a newcomer whose invitation is pending (cheap: an in-process set, a database hit only
-    for them), and notice joins that arrive only as service messages (chat_member updates missing)."""
-    if group is None or group.id is None:
-        raise SkipHandler()
-    watch = InviteWatch.of(dispatcher)
-    if message.new_chat_members:
-        if any(not person.is_bot for person in message.new_chat_members) and watch.saw_service_join(message.chat.id):
-            await warn_updates_missing(message, bot)
-        raise SkipHandler()
+@router.message(Service("new_chat_members"), IN_GROUP)
+async def service_join(message: Message, bot: Bot, group: Group | None, runtime: Runtime) -> None:
+    """Notice joins that arrive only as service messages (chat_member updates missing). Never the end of the
+    line: membership records the join too."""
+    assert message.new_chat_members is not None
+    watch = runtime.invites
+    people = any(not person.is_bot for person in message.new_chat_members)
+    if group is not None and group.id is not None and people and watch.saw_service_join(message.chat.id):
+        await warn_updates_missing(message, bot)
+    raise SkipHandler()
+
+
+async def count_newcomer_message(message: Message, session: AsyncSession, group: Group, watch: InviteWatch) -> None:
+    """Count a message of a newcomer whose invitation is pending toward its vesting activity (cheap: an
+    in-process set, a database hit only for them). The pipeline calls this only for a message that stays (one
+    that moderation removed counts for nothing)."""
+    assert group.id is not None
     user = message.from_user
     if message.content_type in COUNTED_CONTENT and message.sender_chat is None and is_person(user):
         assert user is not None
@@ -470,9 +474,8 @@ async def newcomer_message(
                 session, group.id, user.id
             ):
                 watch.discard(group.id, user.id)
-        except Exception:  # a passive listener must never cost the message its other handlers
+        except Exception:  # a passive observer must never cost the message its other observers
             log.exception("invites: message in %s not counted", message.chat.id)
-    raise SkipHandler()
 
 
 async def warn_updates_missing(message: Message, bot: Bot) -> None:

@@ -632,8 +632,9 @@ def keyword_reply(message: Message, bot: Bot, group: Group | None = None) -> boo
 @router.message(IN_GROUP, keyword_reply)
 async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
                         sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
-    """Enter by replying to a keyword lottery's post with its keyword. Always lets the message go on to later
-    listeners (moderation, chat points), which must see every message."""
+    """Enter by replying to a keyword lottery's post with its keyword. Reached through the group-message pipeline
+    (bot/pipeline.py), after moderation let the message stay; always lets it go on to the later observers (topic
+    replies, showcase, chat points)."""
     assert group.id is not None and message.reply_to_message is not None and message.from_user is not None
     lot = await lottery.lottery_by_post(session, group.id, message.reply_to_message.message_id)
     text = (message.text or "").casefold()

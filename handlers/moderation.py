@@ -1,11 +1,12 @@
-"""Order in the group: the rules listener (flooding, links, traffic diversion, banned words, new members, locks;
+"""Order in the group: the rules verdict (flooding, links, traffic diversion, banned words, new members, locks;
 edited messages too), the warning ladder, manual actions (/warn /unwarn /warns /mute /unmute /kick /ban /unban),
 /report with buttons for the admins, /rules and /setrules, /modset, /setlog and /modlog.
 
 The per-message path is cheap: the group's rules are compiled once per process and re-compiled when the group
 row changes (its updated_at), flood counters live in memory, and a clean message costs no database write (the
-listener lets it pass on to chat points with SkipHandler). Owners, admins, anonymous admins and bot moderators
-are exempt; a channel's automatic forward into its discussion group is never touched.
+group-message pipeline, bot/pipeline.py, asks check_message first and passes a message that stays on to its
+observers). Owners, admins, anonymous admins and bot moderators are exempt; a channel's automatic forward into
+its discussion group is never touched.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher
-from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -30,7 +30,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc, kept
+from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
 from handlers.roles import (
     Target,
     TargetWords,
@@ -117,20 +117,17 @@ class UsageError(Exception):
     """Bad command input; the message is already localized."""
 
 
-# -- compiled rules and paces, per dispatcher ------------------------------------------------------------------
+# -- compiled rules and paces, per process ---------------------------------------------------------------------
 
 
 @dataclass
 class ModerationState:
-    """What the listener keeps in memory: compiled rules per group, members' recent pace, notices sent."""
+    """What moderation keeps in memory (the Runtime's `moderation`): compiled rules per group, members' recent
+    pace, notices sent."""
 
     rules: dict[int, CompiledRules] = field(default_factory=dict)
     paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
     notices: dict[int, deque[float]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, dispatcher: Dispatcher) -> ModerationState:
-        return kept(dispatcher, "moderation_state", cls)
 
     def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
@@ -379,15 +376,15 @@ async def _escalate(
 
 async def check_message(
     message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
-    dispatcher: Dispatcher, *, edited: bool,
+    state: ModerationState, *, edited: bool,
 ) -> bool:
-    """True when the message broke a rule and was handled (the caller then stops it here)."""
+    """The moderation verdict, and its enforcement: True when the message broke a rule and was handled (the
+    group-message pipeline, bot/pipeline.py, then stops it: it earns and counts for nothing)."""
     if group is None or group.id is None:
         return False
     facts = message_facts(message, edited=edited)
     if not policy.is_subject_to_rules(facts):
         return False
-    state = ModerationState.of(dispatcher)
     compiled = state.compiled(group)
     rules = compiled.rules
     if not rules.enabled:
@@ -872,28 +869,3 @@ async def modlog_command(message: Message, bot: Bot, session: AsyncSession, grou
             line += f"\n    <i>{esc(row.evidence[:80])}</i>"
         lines.append(line)
     await message.reply("\n".join(lines))
-
-
-# -- the listener: registered after the commands, before chat points -------------------------------------------
-
-
-@router.message(IN_GROUP)
-async def moderate_message(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
-    dispatcher: Dispatcher,
-) -> Any:
-    """Every group message: a broken rule stops here (deleted, warned); a clean one goes on to chat points."""
-    if await check_message(message, bot, session, group, member, dispatcher, edited=False):
-        return None
-    raise SkipHandler()
-
-
-@router.edited_message(IN_GROUP)
-async def moderate_edit(
-    message: Message, bot: Bot, session: AsyncSession, group: Group | None, member: MemberSnapshot | None,
-    dispatcher: Dispatcher,
-) -> Any:
-    """An edit is checked like a new message (a clean message edited into a link is removed)."""
-    if await check_message(message, bot, session, group, member, dispatcher, edited=True):
-        return None
-    raise SkipHandler()

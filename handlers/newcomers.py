@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -67,6 +67,9 @@ from models import boards, groups, moderation, newcomers
 from models.db import utcnow
 from models.groups import Group
 from models.newcomers import Expired, NewcomerCheck, NewcomerSettings
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.newcomers")
 
@@ -265,17 +268,18 @@ class LobbyPost:
 
 
 class Lobby:
-    """Per dispatcher: each group's budget of individual newcomer messages, and its combined post (posted once,
-    then edited in place, coalesced). `clock` is injectable so tests can play a minute of joins."""
+    """Per process (the Runtime's `lobby`): each group's budget of individual newcomer messages, and its combined
+    post (posted once, then edited in place, coalesced). `clock` is injectable so tests can play a minute of
+    joins."""
 
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, *,
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, *,
                  clock: Callable[[], float] = time.monotonic, budget: int = INDIVIDUAL_PER_MINUTE,
                  interval: float = LOBBY_EDIT_INTERVAL) -> None:
-        self.bot, self.sessionmaker, self.i18n = bot, sessionmaker, i18n
+        self.sessionmaker, self.i18n = sessionmaker, i18n
         self.clock, self.budget, self.interval = clock, budget, interval
         self.sent: dict[int, deque[float]] = {}
         self.posts: dict[int, LobbyPost] = {}
-        self.pending: dict[int, tuple[asyncio.Task[None], tuple[int, int, str, str, str]]] = {}
+        self.pending: dict[int, tuple[asyncio.Task[None], tuple[Bot, int, int, str, str, str]]] = {}
         self.locks: dict[int, asyncio.Lock] = {}
 
     def take_slot(self, chat_id: int) -> bool:
@@ -289,19 +293,19 @@ class Lobby:
         window.append(now)
         return True
 
-    async def show(self, group: Group, since: datetime, locale: str) -> None:
+    async def show(self, bot: Bot, group: Group, since: datetime, locale: str) -> None:
         """Make the combined post reflect the latest joins: post it if there is none (recent), else edit it.
         A new post shows the joins from a minute before `since` on (concurrent joins finish out of order)."""
         assert group.id is not None
         since = since - newcomers.RAID_WINDOW
         chat_id = group.chat_id
-        args = (chat_id, group.id, group.title, group.timezone, locale)
+        args = (bot, chat_id, group.id, group.title, group.timezone, locale)
         async with self.locks.setdefault(chat_id, asyncio.Lock()):
             post = self.posts.get(chat_id)
             if post is None or self.clock() - post.posted_at > LOBBY_REUSE:
                 text, markup = await self._render(group.id, group.title, group.timezone, since)
                 try:
-                    message = await self.bot.send_message(chat_id, text, reply_markup=markup)
+                    message = await bot.send_message(chat_id, text, reply_markup=markup)
                 except TelegramAPIError as error:
                     log.warning("combined newcomer post in %s failed: %s", chat_id, error)
                     return
@@ -313,13 +317,13 @@ class Lobby:
         delay = max(0.0, post.last_edit + self.interval - self.clock())
         self.pending[chat_id] = (asyncio.create_task(self._edit_later(args, delay)), args)
 
-    async def _edit_later(self, args: tuple[int, int, str, str, str], delay: float) -> None:
+    async def _edit_later(self, args: tuple[Bot, int, int, str, str, str], delay: float) -> None:
         await asyncio.sleep(delay)
-        self.pending.pop(args[0], None)
+        self.pending.pop(args[1], None)
         await self._edit(args)
 
-    async def _edit(self, args: tuple[int, int, str, str, str]) -> None:
-        chat_id, group_id, title, zone, locale = args
+    async def _edit(self, args: tuple[Bot, int, int, str, str, str]) -> None:
+        bot, chat_id, group_id, title, zone, locale = args
         try:
             # One edit at a time per chat, each rendered when it gets the lock: the last edit shows the latest state.
             async with self.locks.setdefault(chat_id, asyncio.Lock()):
@@ -329,7 +333,7 @@ class Lobby:
                 post.last_edit = self.clock()
                 with self.i18n.context(), self.i18n.use_locale(locale):
                     text, markup = await self._render(group_id, title, zone, post.since)
-                await self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=post.message_id,
+                await bot.edit_message_text(text=text, chat_id=chat_id, message_id=post.message_id,
                                                  reply_markup=markup)
         except TelegramBadRequest as error:
             if "not modified" not in str(error):
@@ -415,14 +419,6 @@ async def raid_over(bot: Bot, session: AsyncSession, over: newcomers.RaidOver) -
                                    action="raid_off", rule="newcomers", reason=reason)
 
 
-def lobby_of(dispatcher: Any, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Lobby:
-    data = dispatcher.workflow_data
-    lobby = data.get("newcomer_lobby")
-    if lobby is None:
-        lobby = data["newcomer_lobby"] = Lobby(bot, sessionmaker, i18n)
-    return lobby  # type: ignore[no-any-return]
-
-
 # -- joining ---------------------------------------------------------------------------------------------------
 
 
@@ -452,7 +448,7 @@ async def on_join(ctx: Context, user: User, *, exempt: bool = False, was_restric
         return
     if outcome.action == "hold":
         await restrict(ctx.bot, ctx.session, group, user.id)
-        await ctx.lobby.show(group, check.joined_at, ctx.locale)
+        await ctx.lobby.show(ctx.bot, group, check.joined_at, ctx.locale)
         return
     if outcome.action == "captcha":
         if not await restrict(ctx.bot, ctx.session, group, user.id):
@@ -467,7 +463,7 @@ async def post_challenge(ctx: Context, check: NewcomerCheck, user: User) -> None
     assert check.id is not None
     if not ctx.lobby.take_slot(ctx.group.chat_id):
         await newcomers.fold_into_lobby(ctx.session, check.id)
-        await ctx.lobby.show(ctx.group, check.joined_at, ctx.locale)
+        await ctx.lobby.show(ctx.bot, ctx.group, check.joined_at, ctx.locale)
         return
     challenge = newcomers.challenge_of(check)
     text = challenge_text(challenge, mention(user.id, full_name(user)), seconds_left(check) or 1)
@@ -488,7 +484,7 @@ async def welcome(ctx: Context, check: NewcomerCheck, user_id: int, name: str) -
         return
     if check.lobby or not ctx.lobby.take_slot(group.chat_id):
         await newcomers.fold_into_lobby(ctx.session, check.id)  # type: ignore[arg-type]
-        await ctx.lobby.show(group, check.joined_at, ctx.locale)
+        await ctx.lobby.show(ctx.bot, group, check.joined_at, ctx.locale)
         return
     try:
         await ctx.bot.send_message(group.chat_id, render_welcome(settings.welcome, user_id, name, group.title))
@@ -512,12 +508,11 @@ async def raid_alert(ctx: Context, until: datetime | None) -> None:
 
 @router.chat_member(IN_GROUP)
 async def member_changed(update: ChatMemberUpdated, bot: Bot, session: AsyncSession, group: Group | None,
-                         dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                         locale: str) -> Any:
+                         runtime: Runtime, locale: str) -> Any:
     user = update.new_chat_member.user
     if group is not None and not user.is_bot:
         old, new = update.old_chat_member, update.new_chat_member
-        ctx = Context(bot, session, group, lobby_of(dispatcher, bot, sessionmaker, i18n), locale)
+        ctx = Context(bot, session, group, runtime.lobby, locale)
         if not present(old) and present(new):
             if update.from_user.id != user.id:
                 await groups.upsert_user(session, person_seen(user))  # added by someone: keep their name
@@ -537,12 +532,12 @@ async def added_by_admin(bot: Bot, chat_id: int, actor: User, user: User) -> boo
 
 
 @router.message(Service("new_chat_members"), IN_GROUP)
-async def members_joined(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
-                         sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
+async def members_joined(message: Message, bot: Bot, session: AsyncSession, group: Group | None, runtime: Runtime,
+                         locale: str) -> Any:
     """The service message of a join: the same join as its chat_member update (counted once); it also works for
     a bot that gets no chat_member updates, and tells which message to clean up."""
     if group is not None and message.new_chat_members:
-        ctx = Context(bot, session, group, lobby_of(dispatcher, bot, sessionmaker, i18n), locale)
+        ctx = Context(bot, session, group, runtime.lobby, locale)
         actor = message.from_user
         for user in message.new_chat_members:
             if user.is_bot:
@@ -555,11 +550,11 @@ async def members_joined(message: Message, bot: Bot, session: AsyncSession, grou
 
 
 @router.message(Service("left_chat_member"), IN_GROUP)
-async def member_left(message: Message, bot: Bot, session: AsyncSession, group: Group | None, dispatcher: Any,
-                      sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, locale: str) -> Any:
+async def member_left(message: Message, bot: Bot, session: AsyncSession, group: Group | None, runtime: Runtime,
+                      locale: str) -> Any:
     user = message.left_chat_member
     if group is not None and user is not None and not user.is_bot:
-        await on_leave(Context(bot, session, group, lobby_of(dispatcher, bot, sessionmaker, i18n), locale), user.id)
+        await on_leave(Context(bot, session, group, runtime.lobby, locale), user.id)
     raise SkipHandler()
 
 
@@ -603,8 +598,7 @@ async def join_requested(request: ChatJoinRequest, bot: Bot, session: AsyncSessi
 
 @router.callback_query(NewcomerPress.filter())
 async def challenge_pressed(query: CallbackQuery, callback_data: NewcomerPress, bot: Bot, session: AsyncSession,
-                            group: Group | None, dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession],
-                            i18n: I18n, locale: str) -> None:
+                            group: Group | None, runtime: Runtime, locale: str) -> None:
     presser = query.from_user
     if callback_data.c == 0:
         if group is None or group.id is None:
@@ -642,9 +636,9 @@ async def challenge_pressed(query: CallbackQuery, callback_data: NewcomerPress, 
         return
     if check.lift:
         await unrestrict(bot, result.chat_id, check.user_id)
-    ctx = Context(bot, session, target, lobby_of(dispatcher, bot, sessionmaker, i18n), locale)
+    ctx = Context(bot, session, target, runtime.lobby, locale)
     if check.lobby:
-        await ctx.lobby.show(target, check.joined_at, locale)
+        await ctx.lobby.show(bot, target, check.joined_at, locale)
     else:
         await delete_quietly(bot, check.message_chat_id, check.message_id)
     await welcome(ctx, check, check.user_id, full_name(presser))

@@ -1,5 +1,7 @@
 """Points in the group: /me (积分), /rank (排行), admins' /give, /take, /set and /settings, chat points for what
-members say (silent, tier-ups announced coalesced), and showcase posts (晒单) with moderator approval.
+members say (silent, tier-ups announced coalesced), and showcase posts (晒单) with moderator approval. Chat points
+and showcases are observers of the group-message pipeline (bot/pipeline.py): they see a message only after
+moderation let it stay.
 
 Group replies are scarce, so answers are short replies to the member's own message; presses are answered with
 alerts. Nothing a member writes is stored: chat points see only the text's length and a hash of it.
@@ -17,11 +19,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher
-from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -44,7 +45,6 @@ from handlers.common import (
     display_name,
     edit_in_place,
     esc,
-    kept,
     require_admin,
     tier_label,
 )
@@ -53,6 +53,9 @@ from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
 from models.points import PointsRules
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.points")
 
@@ -178,17 +181,13 @@ class _Pending:
 
 class TierAnnouncer:
     """At most one tier-up announcement per group per `window` seconds; everyone who tiered up meanwhile is
-    listed in the next one. One per Dispatcher (kept in its workflow_data), never a module global."""
+    listed in the next one. One per process: the Runtime's `tiers`."""
 
     def __init__(self, window: float = ANNOUNCE_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
         self.clock = clock
         self._last_sent: dict[int, float] = {}
         self._pending: dict[int, _Pending] = {}
-
-    @classmethod
-    def of(cls, dispatcher: Dispatcher) -> TierAnnouncer:
-        return kept(dispatcher, "tier_announcer", cls)
 
     async def announce(self, bot: Bot, chat_id: int, user_id: int, name: str, tier: str) -> None:
         pending = self._pending.setdefault(chat_id, _Pending(_("🎉 <b>Tier up!</b>"), {}))
@@ -239,12 +238,12 @@ class TierAnnouncer:
 
 
 async def announce_tier_up(
-    dispatcher: Dispatcher, bot: Bot, group: Group, user_id: int, name: str, ledger: points.LedgerResult | None
+    tiers: TierAnnouncer, bot: Bot, group: Group, user_id: int, name: str, ledger: points.LedgerResult | None
 ) -> None:
     if ledger is None or not ledger.tier_up or ledger.tier_after is None:
         return
     rules = points.rules_of(group)
-    await TierAnnouncer.of(dispatcher).announce(bot, group.chat_id, user_id, name, tier_label(rules, ledger.tier_after))
+    await tiers.announce(bot, group.chat_id, user_id, name, tier_label(rules, ledger.tier_after))
 
 
 # -- /me -------------------------------------------------------------------------------------------------------
@@ -472,7 +471,6 @@ async def _parse_admin_change(
 @router.message(Command("give", "take"), IN_GROUP)
 async def give_or_take(
     message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group | None,
-    dispatcher: Dispatcher,
 ) -> None:
     if group is None or group.id is None or not await require_admin(bot, message):
         return
@@ -649,10 +647,10 @@ def _showcase_key(chat_id: int, message_id: int) -> str:
     return f"showcase:{chat_id}:{message_id}"
 
 
-@router.message(IN_GROUP, is_showcase)
-async def showcase(
-    message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: Dispatcher
-) -> None:
+async def showcase(message: Message, bot: Bot, session: AsyncSession, group: Group, tiers: TierAnnouncer) -> None:
+    """A showcase post (is_showcase): paid at once, or put to the moderators. An observer of the group-message
+    pipeline (bot/pipeline.py): it sees only a message that moderation let stay, and its reply is the message's
+    answer (the pipeline ends there; a showcase earns no chat points too)."""
     assert group.id is not None and message.from_user is not None
     user = message.from_user
     name = display_name(user.first_name, user.username)
@@ -665,7 +663,7 @@ async def showcase(
         )
         if result.status == "awarded":
             await message.reply(_("📸 Thanks for sharing! +{points} points.").format(points=result.points))
-            await announce_tier_up(dispatcher, bot, group, user.id, name, result.ledger)
+            await announce_tier_up(tiers, bot, group, user.id, name, result.ledger)
         elif result.status == "capped":
             await message.reply(_("📸 Thanks for sharing! You have reached today's showcase points limit."))
         return
@@ -689,7 +687,7 @@ async def showcase(
 @router.callback_query(ShowcaseReview.filter(), IN_GROUP)
 async def review_showcase(
     query: CallbackQuery, callback_data: ShowcaseReview, bot: Bot, session: AsyncSession, group: Group | None,
-    dispatcher: Dispatcher,
+    runtime: Runtime,
 ) -> None:
     if query.message is None or group is None or group.id is None:
         await query.answer()
@@ -739,22 +737,20 @@ async def review_showcase(
         except TelegramAPIError as error:
             log.warning("could not edit the showcase review in %s: %s", chat_id, error)
     if awarded is not None:
-        await announce_tier_up(dispatcher, bot, group, callback_data.user_id, poster_name, awarded)
+        await announce_tier_up(runtime.tiers, bot, group, callback_data.user_id, poster_name, awarded)
 
 
-# -- chat points: registered last, silent, and never the end of the line ---------------------------------------
+# -- chat points: the group-message pipeline's last earning observer, silent ------------------------------------
 
 
-@router.message(IN_GROUP)
-async def chat_points(
-    message: Message, bot: Bot, group: Group | None, dispatcher: Dispatcher, chat_desk: points.ChatDesk
-) -> Any:
-    """Points for taking part in the conversation. Lets the message go on to later listeners (moderation)."""
+async def chat_points(message: Message, bot: Bot, group: Group, runtime: Runtime) -> None:
+    """Points for taking part in the conversation. The pipeline (bot/pipeline.py) calls this only for a message
+    that moderation let stay, after the other observers; members resting in `runtime.chat_quiet` cost no database
+    work, and the rest go to the database in bursts through `runtime.chat_points` (a ChatDesk)."""
     user = message.from_user
     text = message.text or message.caption
     eligible = (
-        group is not None
-        and group.id is not None
+        group.id is not None
         and text
         and not text.startswith("/")
         and message.sticker is None
@@ -765,40 +761,35 @@ async def chat_points(
         and is_person(user)
     )
     if eligible:
-        assert group is not None and group.id is not None and user is not None and text is not None
-        quiet = ChatQuiet.of(dispatcher)
+        assert group.id is not None and user is not None and text is not None
+        quiet = runtime.chat_quiet
         if quiet.resting(group.id, user.id):
-            raise SkipHandler()  # cannot earn now: no database work for this message
+            return  # cannot earn now: no database work for this message
         rules = points.rules_of(group)
         length, digest = fingerprint(text)
         if length < rules.chat_min_length:
-            raise SkipHandler()
-        result = await chat_desk.award(
+            return
+        result = await runtime.chat_points.award(
             group.id, points.ChatMessage(user.id, length, digest, f"chat:{message.chat.id}:{message.message_id}"),
             group=group,
         )
         if result.awarded:
             quiet.rest(group.id, user.id, rules.chat_cooldown_s)
             await announce_tier_up(
-                dispatcher, bot, group, user.id, display_name(user.first_name, user.username), result.ledger
+                runtime.tiers, bot, group, user.id, display_name(user.first_name, user.username), result.ledger
             )
         elif result.status == "capped":
             quiet.rest(group.id, user.id, seconds_to_local_midnight(group.timezone))
-    raise SkipHandler()
 
 
 class ChatQuiet:
     """Members who cannot earn chat points for a while (cooldown after an award, or today's cap reached), known in
-    this process: their messages skip the database. Safe with several processes: the database stays the judge
-    whenever this process has not seen the reason itself."""
+    this process (the Runtime's `chat_quiet`): their messages skip the database. Safe with several processes: the
+    database stays the judge whenever this process has not seen the reason itself."""
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
         self.until: OrderedDict[tuple[int, int], float] = OrderedDict()
-
-    @classmethod
-    def of(cls, dispatcher: Dispatcher) -> ChatQuiet:
-        return kept(dispatcher, "chat_quiet", cls)
 
     def rest(self, group_id: int, user_id: int, seconds: float) -> None:
         self.until[(group_id, user_id)] = time.monotonic() + seconds

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -27,6 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.common import ADMIN_STATUSES, GROUP_TYPES, IN_GROUP, Blueprint, CommandInfo, esc
 from models import groups, moderation, roles
 from models.groups import Group
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.roles")
 
@@ -52,8 +56,7 @@ class ChatAdmins:
 
 
 class AdminCache:
-    """Admin lists per chat for one Bot. Kept on the Bot object (not a module global: tests and the demo run
-    several bots in one process, and aiogram's Bot compares equal by token)."""
+    """Admin lists per chat, one per process (the Runtime's `admins`)."""
 
     def __init__(self, ttl: float = ADMIN_TTL) -> None:
         self.ttl = ttl
@@ -103,16 +106,21 @@ class AdminCache:
         self._chats.pop(chat_id, None)
 
 
-def admin_cache(bot: Bot) -> AdminCache:
-    cache = bot.__dict__.get("_qunbot_admin_cache")
-    if cache is None:
-        cache = bot.__dict__["_qunbot_admin_cache"] = AdminCache()
-    return cache  # type: ignore[no-any-return]
+# The Runtime's admin cache, for the update being handled: bot/middlewares.py sets it around each update. The
+# admin checks below are called from some sixty places that hold the Bot and the event, not the Runtime, so they
+# find the cache here, as gettext finds its locale (a context variable, not a module-level cache).
+current_admins: ContextVar[AdminCache | None] = ContextVar("qunbot_admins", default=None)
+
+
+def admin_cache() -> AdminCache:
+    """The current Runtime's admin cache; outside an update (a scheduler job) a fresh one, which asks Telegram."""
+    cache = current_admins.get()
+    return cache if cache is not None else AdminCache()
 
 
 async def is_chat_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
     """The owner or an admin of the chat, from the cache (asks getChatMember if the list is unavailable)."""
-    admins = await admin_cache(bot).get(bot, chat_id)
+    admins = await admin_cache().get(bot, chat_id)
     if admins is not None:
         return user_id in admins.admin_ids
     try:
@@ -123,7 +131,7 @@ async def is_chat_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
 
 
 async def is_chat_owner(bot: Bot, chat_id: int, user_id: int) -> bool:
-    admins = await admin_cache(bot).get(bot, chat_id)
+    admins = await admin_cache().get(bot, chat_id)
     if admins is not None:
         return admins.owner_id == user_id
     try:
@@ -133,7 +141,7 @@ async def is_chat_owner(bot: Bot, chat_id: int, user_id: int) -> bool:
 
 
 async def admin_ids(bot: Bot, chat_id: int) -> list[int]:
-    admins = await admin_cache(bot).get(bot, chat_id)
+    admins = await admin_cache().get(bot, chat_id)
     return sorted(admins.admin_ids) if admins is not None else []
 
 
@@ -273,15 +281,15 @@ async def find_target(session: AsyncSession, message: Message, group: Group, wor
 
 
 @router.chat_member(IN_GROUP)
-async def member_changed(update: ChatMemberUpdated, bot: Bot) -> Any:
+async def member_changed(update: ChatMemberUpdated, runtime: Runtime) -> Any:
     """A promotion or demotion counts at once. Lets membership record the change too."""
-    admin_cache(bot).member_changed(update.chat.id, update.new_chat_member.user.id, update.new_chat_member.status)
+    runtime.admins.member_changed(update.chat.id, update.new_chat_member.user.id, update.new_chat_member.status)
     raise SkipHandler()
 
 
 @router.my_chat_member(IN_GROUP)
-async def bot_changed(update: ChatMemberUpdated, bot: Bot) -> Any:
-    admin_cache(bot).forget(update.chat.id)
+async def bot_changed(update: ChatMemberUpdated, runtime: Runtime) -> Any:
+    runtime.admins.forget(update.chat.id)
     raise SkipHandler()
 
 

@@ -2,17 +2,18 @@
 scheduler posts one a day at the group's "topic" schedule time (/schedule set topic 20:00); members answer by
 replying to the topic post and earn the topic points (rules topic_points, topic_daily_cap), once per topic.
 
-The reply listener is silent (points show in /me; tier-ups are announced, coalesced) and lets the message go on
-to later listeners (chat points, moderation).
+Replies are seen by the group-message pipeline (bot/pipeline.py) after moderation let them stay; the reply
+observer is silent (points show in /me; tier-ups are announced, coalesced) and the message goes on to the later
+observers (showcase, chat points).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from aiogram import Bot, Dispatcher, F
-from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Document, Message
@@ -27,6 +28,9 @@ from models import points, topics
 from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.topics")
 
@@ -206,19 +210,17 @@ async def import_file(message: Message, bot: Bot, session: AsyncSession, group: 
     await message.reply(text)
 
 
-# -- replies to the topic post: registered before chat points, never the end of the line ------------------------
+# -- replies to the topic post: an observer of the group-message pipeline (bot/pipeline.py) --------------------
 
 
-@router.message(F.reply_to_message)
-async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: Group | None,
-                      dispatcher: Dispatcher) -> None:
-    """A member's answer to a topic post earns topic points once per topic (within the daily cap)."""
+async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
+    """A member's answer to a topic post earns topic points once per topic (within the daily cap). The pipeline
+    calls this only for a message that moderation let stay."""
     replied = message.reply_to_message
     user = message.from_user
     text = (message.text or message.caption or "").strip()
     eligible = (
-        group is not None
-        and group.id is not None
+        group.id is not None
         and replied is not None
         and replied.from_user is not None
         and replied.from_user.is_bot  # cheap test first: only the bot's own posts can be topic posts
@@ -227,7 +229,7 @@ async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: 
         and not text.startswith("/")
     )
     if eligible:
-        assert group is not None and group.id is not None and replied is not None and user is not None
+        assert group.id is not None and replied is not None and user is not None
         rules = points.rules_of(group)
         if rules.topic_points > 0 and (len(text) >= rules.chat_min_length or message.photo):
             post = await topics.find_post(session, group.id, replied.message_id, since=utcnow() - REPLY_WINDOW)
@@ -236,6 +238,5 @@ async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: 
                     session, group.id, user.id, key=f"topic:{post.id}:{user.id}", reference=f"topic_post:{post.id}"
                 )
                 if result.awarded:
-                    await announce_tier_up(dispatcher, bot, group, user.id,
+                    await announce_tier_up(runtime.tiers, bot, group, user.id,
                                            display_name(user.first_name, user.username), result.ledger)
-    raise SkipHandler()

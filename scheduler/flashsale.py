@@ -17,7 +17,7 @@ from handlers.flashsale import edit_post, post_notice, post_round  # the posts a
 from models import flashsale
 from models.db import utcnow
 from models.groups import Group
-from scheduler.runner import POST_CONCURRENCY, Job, JobContext, Slot, register_poster
+from scheduler.runner import POST_CONCURRENCY, Job, JobContext, Posting, Slot
 
 log = logging.getLogger("qunbot.scheduler.flashsale")
 
@@ -78,8 +78,10 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
 
 
 # A sale's start is a promise to members: it posts even inside quiet hours. Its notice respects them.
-register_poster(flashsale.SALE_KIND, post_flash_sale, quiet_hours=False)
-register_poster(flashsale.NOTICE_KIND, post_flash_notice)
+POSTERS = [
+    Posting(flashsale.SALE_KIND, post_flash_sale, quiet_hours=False),
+    Posting(flashsale.NOTICE_KIND, post_flash_notice),
+]
 
 JOBS: list[tuple[Job, Any]] = [
     (end_flash_rounds, CronTrigger(second=2)),  # rounds end on the minute: shown "ended" within seconds

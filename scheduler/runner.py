@@ -5,19 +5,20 @@ Scheduled posts: the `schedules` rows (models.schedules) are the truth. Every mi
 them and finds the slots that are due (by each group's clock, within the grace window, after quiet hours);
 for each it claims (group, f"{kind}:{ref_id}", local day) in the `posts` table BEFORE calling the kind's
 poster, so only the claimer posts, even with two schedulers on one database. A slot missed by less than the
-grace window (10 minutes) is still posted after a restart; older ones are skipped. Feature modules register
-a poster per kind with `register_poster` when they are imported (at the end of this file).
+grace window (10 minutes) is still posted after a restart; older ones are skipped. Feature modules declare a
+poster per kind in their `POSTERS` list, gathered at the end of this file like their `JOBS`; a JobContext carries
+the table it posts with (tests hand it their own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -33,6 +34,9 @@ from models.db import transaction, utcnow
 from models.points import load_group
 from models.schedules import DEFAULT_GRACE, Slot, due_slots
 
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
 log = logging.getLogger("qunbot.scheduler")
 
 POST_CONCURRENCY = 50  # posts in flight at once; the flow controller paces them under Telegram's limits
@@ -40,9 +44,20 @@ POST_CONCURRENCY = 50  # posts in flight at once; the flow controller paces them
 
 @dataclass(frozen=True)
 class JobContext:
+    """What every job receives: the Bot it speaks through, the process's Runtime (database, translations, the
+    in-memory parts), and the posters it posts scheduled slots with (default: every feature's)."""
+
     bot: Bot
-    sessionmaker: async_sessionmaker[AsyncSession]
-    i18n: I18n
+    runtime: Runtime
+    posters: Mapping[str, Posting] = field(default_factory=lambda: POSTERS)
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        return self.runtime.sessionmaker
+
+    @property
+    def i18n(self) -> I18n:
+        return self.runtime.i18n
 
     @contextmanager
     def in_locale(self, locale: str | None) -> Iterator[None]:
@@ -74,31 +89,29 @@ async def expire_coupons(ctx: JobContext) -> None:
 
 # Posts one slot and returns the message id (None: nothing to post). Runs inside the group's locale.
 Poster = Callable[[JobContext, AsyncSession, Slot], Awaitable[int | None]]
-POSTERS: dict[str, Poster] = {}
-QUIET_EXEMPT: set[str] = set()  # kinds that post even inside a group's quiet hours
 
 
-def register_poster(kind: str, poster: Poster, *, quiet_hours: bool = True) -> None:
-    """Let the scheduler post `kind` slots with `poster`. quiet_hours=False: post even inside quiet hours
-    (for posts whose time is a promise to members, e.g. a flash sale's start)."""
-    POSTERS[kind] = poster
-    if quiet_hours:
-        QUIET_EXEMPT.discard(kind)
-    else:
-        QUIET_EXEMPT.add(kind)
+@dataclass(frozen=True)
+class Posting:
+    """How the scheduler posts one kind of slot. quiet_hours=False: post even inside quiet hours (for posts whose
+    time is a promise to members, e.g. a flash sale's start)."""
+
+    kind: str
+    poster: Poster
+    quiet_hours: bool = True
 
 
 async def post_slot(ctx: JobContext, slot: Slot) -> bool:
     """Claim the slot and, if this process won the claim, post it. True if a message went out."""
-    poster = POSTERS.get(slot.kind)
-    if poster is None:
+    posting = ctx.posters.get(slot.kind)
+    if posting is None:
         return False
     async with ctx.sessionmaker() as session:
         if not await boards.claim_post(session, slot.group_id, slot.claim_kind, slot.claim_slot):
             return False  # another scheduler (or an earlier tick) has it
         try:
             with ctx.in_locale(slot.locale):
-                message_id = await poster(ctx, session, slot)
+                message_id = await posting.poster(ctx, session, slot)
         except TelegramAPIError as error:
             # Telegram refused: give the slot back so a later tick inside the grace window may try again.
             await session.rollback()
@@ -121,11 +134,12 @@ async def run_schedules(
     """Post every due slot (of `kinds`, default every registered kind). Returns how many posts went out.
     At most POST_CONCURRENCY posts are in flight; the flow controller paces them under Telegram's limits."""
     now = now or utcnow()
-    wanted = set(POSTERS) if kinds is None else set(kinds) & set(POSTERS)
+    wanted = set(ctx.posters) if kinds is None else set(kinds) & set(ctx.posters)
     if not wanted:
         return 0
+    quiet_exempt = {kind for kind, posting in ctx.posters.items() if not posting.quiet_hours}
     async with ctx.sessionmaker() as session:
-        slots = await due_slots(session, now, grace=grace, kinds=wanted, quiet_exempt=QUIET_EXEMPT)
+        slots = await due_slots(session, now, grace=grace, kinds=wanted, quiet_exempt=quiet_exempt)
     gate = asyncio.Semaphore(POST_CONCURRENCY)
 
     async def post(slot: Slot) -> bool:
@@ -141,9 +155,6 @@ async def run_schedules(
 async def post_checkin_board(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
     """The check-in board's poster. None if the board of that day is already up (a member checked in first)."""
     return await post_board(ctx.bot, session, slot.chat_id, slot.group_id, slot.local_day)
-
-
-register_poster("checkin_board", post_checkin_board)
 
 
 async def post_checkin_boards(ctx: JobContext, now: datetime | None = None) -> int:
@@ -183,7 +194,7 @@ async def close_due(
 
 
 # -- every feature's scheduled work ----------------------------------------------------------------------------
-# Feature modules import JobContext, Slot and register_poster from this module, so they are imported HERE, after
+# Feature modules import JobContext, Slot and Posting from this module, so they are imported HERE, after
 # those exist (never at the top of this file). scheduler/__init__.py imports this module first, so importing a
 # feature module directly also works.
 from scheduler import flashsale, groupbuy, invites, lottery, moderation, newcomers, points, topics, votes  # noqa: E402
@@ -205,8 +216,15 @@ JOBS: list[tuple[Job, Any]] = [
 ]
 
 
-def create_scheduler(bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> AsyncIOScheduler:
-    context = JobContext(bot, sessionmaker, i18n)
+# Every kind of scheduled post, by kind (a table declared once, like JOBS; a JobContext posts with it).
+POSTERS: dict[str, Posting] = {
+    posting.kind: posting
+    for posting in (Posting("checkin_board", post_checkin_board), *topics.POSTERS, *flashsale.POSTERS)
+}
+
+
+def create_scheduler(bot: Bot, runtime: Runtime) -> AsyncIOScheduler:
+    context = JobContext(bot, runtime)
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                "misfire_grace_time": 60})
     for job, trigger in JOBS:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.topics import post_topic  # the post's text lives with the reply handler
 from models import topics
 from models.db import utcnow
-from scheduler.runner import Job, JobContext, Slot, register_poster
+from scheduler.runner import Job, JobContext, Posting, Slot
 
 log = logging.getLogger("qunbot.scheduler.topics")
 
@@ -33,6 +33,6 @@ async def prune_topic_posts(ctx: JobContext) -> None:
         log.info("forgot %s old topic posts", removed)
 
 
-register_poster("topic", post_daily_topic)
+POSTERS = [Posting("topic", post_daily_topic)]
 
 JOBS: list[tuple[Job, Any]] = [(prune_topic_posts, IntervalTrigger(hours=6))]

@@ -37,8 +37,10 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.factory import create_dispatcher
+from bot.factory import create_dispatcher, create_runtime
 from bot.settings import Settings
+from handlers.roles import AdminCache
+from scheduler.runner import JobContext
 
 BOT_USER = User(id=42, is_bot=True, first_name="qunbot", username="qunbot")
 
@@ -92,7 +94,9 @@ class World:
         self.sessionmaker = sessionmaker
         self.session = RecordingSession(self)
         self.bot = Bot(settings.token, session=self.session, default=DefaultBotProperties(parse_mode="HTML"))
-        self.dp = create_dispatcher(settings, sessionmaker=sessionmaker)
+        # The process's Runtime: a test replaces a part by assigning it (world.runtime.lobby = Lobby(...)).
+        self.runtime = create_runtime(settings, sessionmaker)
+        self.dp = create_dispatcher(self.runtime)
         self.chats: dict[int, Chat] = {}
         self.admins: dict[int, set[int]] = {}
         self.owners: dict[int, int] = {}
@@ -103,6 +107,10 @@ class World:
 
     async def close(self) -> None:
         await self.dp.storage.close()
+
+    def jobs(self) -> JobContext:
+        """What a scheduler job receives in this world (its bot and runtime)."""
+        return JobContext(self.bot, self.runtime)
 
     # -- people and chats -------------------------------------------------------------------------------------
 
@@ -138,10 +146,10 @@ class World:
     async def feed(self, update: Update) -> list[TelegramMethod[Any]]:
         """Feed one update through the real dispatcher; return the methods the bot called for it."""
         # A test that edits `admins`/`owners` directly stands for Telegram telling the bot (a chat_member update):
-        # the bot's admin cache (handlers/roles.py) forgets what it knew.
+        # the runtime's admin cache (handlers/roles.py) forgets what it knew.
         admins_now = (repr(sorted((chat, sorted(ids)) for chat, ids in self.admins.items())), repr(self.owners))
         if admins_now != getattr(self, "_admins_seen", admins_now):
-            self.bot.__dict__.pop("_qunbot_admin_cache", None)
+            self.runtime.admins = AdminCache()
         self._admins_seen = admins_now
         start = len(self.session.calls)
         await self.dp.feed_update(self.bot, update)

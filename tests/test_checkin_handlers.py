@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from handlers.checkin import BoardEditor
 from models import groups
 from models.checkin import Checkin
-from scheduler.runner import JobContext, post_checkin_boards
+from scheduler.runner import post_checkin_boards
 from tests.factories import texts
 
 
@@ -60,7 +60,7 @@ async def test_scheduler_posts_the_board_once_at_the_groups_time(world) -> None:
     owner = world.user("Owner", language_code="en")
     group = world.group("Fans", owner=owner)
     await world.send(group, owner, "/checkin board 08:00")
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     before = len(world.session.calls)
     # 07:59 in Shanghai is 23:59 UTC the day before: not yet.
     assert await post_checkin_boards(ctx, datetime(2026, 11, 21, 23, 59, tzinfo=UTC)) == 0
@@ -79,7 +79,7 @@ async def test_inactive_groups_get_no_board(world) -> None:  # type: ignore[no-u
     await world.send(group, owner, "hi")
     async with world.sessionmaker() as session:
         await groups.set_group_active(session, group.id, False)
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     assert await post_checkin_boards(ctx, datetime(2026, 11, 22, 0, 1, tzinfo=UTC)) == 0
 
 
@@ -110,6 +110,6 @@ async def test_checkin_info_shows_the_month(world) -> None:  # type: ignore[no-u
 async def test_every_scheduled_job_runs_cleanly(world) -> None:  # type: ignore[no-untyped-def]
     from scheduler.runner import JOBS
 
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     for job, _trigger in JOBS:
         await job(ctx)

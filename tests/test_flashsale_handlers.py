@@ -27,7 +27,6 @@ from models import flashsale, groups, points, schedules
 from models.db import utcnow
 from models.flashsale import FlashOrder, FlashProduct, FlashRound
 from scheduler.flashsale import end_flash_rounds, post_flash_notice, post_flash_sale
-from scheduler.runner import JobContext
 from tests.factories import BOT_USER, texts
 
 
@@ -43,7 +42,7 @@ class Flash:
         self.gid = 0
         self.editor = PostEditor(world.bot, world.sessionmaker, world.dp["i18n"], interval=0.05)
         world.dp.workflow_data["flash_editor"] = self.editor
-        self.ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+        self.ctx = world.jobs()
 
     async def start(self) -> Flash:
         await self.world.send(self.chat, self.owner, "hello")

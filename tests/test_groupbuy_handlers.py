@@ -15,7 +15,6 @@ from handlers.votes import PostEditor
 from models import groupbuy, groups
 from models.groupbuy import GroupBuy, GroupBuyEntry
 from scheduler.groupbuy import close_due_groupbuys
-from scheduler.runner import JobContext
 from tests.factories import texts
 
 COMMAND = "/groupbuy new 补水面膜 10片 | 59 | 39.9 | 2 | 5 | 3 | 2d"
@@ -147,7 +146,7 @@ async def test_deadline_failure_announced_once_by_the_scheduler(world) -> None: 
     row, _post = await room.new("/groupbuy new 精华 | 129 | 99 | 3 | 10 | 2 | 30m")
     await room.press(room.alice, row, 1)
     await world.send(room.chat, room.owner, "/lang en")  # the scheduler speaks the group's language
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     start = len(world.session.calls)
     assert await close_due_groupbuys(ctx, now=datetime.now(UTC)) == 0
     later = datetime.now(UTC) + timedelta(hours=1)

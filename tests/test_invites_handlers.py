@@ -15,7 +15,6 @@ from models import groups, invites, points
 from models.db import utcnow
 from models.groups import Member
 from scheduler.invites import vest_invitations
-from scheduler.runner import JobContext
 from tests.factories import BOT_USER, admin_member, texts
 
 
@@ -88,7 +87,7 @@ class Invites:
 
     async def vest(self, now: datetime) -> list[Any]:
         start = len(self.world.session.calls)
-        await vest_invitations(JobContext(self.world.bot, self.world.sessionmaker, self.world.dp["i18n"]), now=now)
+        await vest_invitations(self.world.jobs(), now=now)
         return self.world.session.calls[start:]
 
     async def balance(self, user: User) -> int:

@@ -16,7 +16,6 @@ from handlers.lottery import LotteryClaim, LotteryEnter, PostEditor
 from models import groups, lottery, points
 from models.lottery import LotteryEntry
 from scheduler.lottery import draw_due_lotteries, reroll_unclaimed_prizes
-from scheduler.runner import JobContext
 from tests.factories import texts
 
 
@@ -202,7 +201,7 @@ async def test_scheduler_draws_at_the_end_time_once_and_passes_unclaimed_prizes_
         await room.press_enter(member, lottery_id)
     await room.drain()
     await world.send(room.chat, room.owner, "/lang en")  # the scheduler speaks the group's language
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     assert await draw_due_lotteries(ctx, datetime.now(UTC)) == 0  # not yet
     later = datetime.now(UTC) + timedelta(minutes=31)
     assert await draw_due_lotteries(ctx, later) == 1

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.factory import create_runtime
 from bot.i18n import create_i18n
+from bot.settings import load_settings
 from handlers.moderation import UsageError, parse_action_args
 from handlers.roles import split_target
 from models import groups, moderation, roles
@@ -155,8 +157,8 @@ async def test_audit_evidence_is_erased_after_retention(session, sessionmaker) -
     assert len(rows[first].evidence or "") == moderation.EVIDENCE_MAX and rows[second].evidence is None
     assert await moderation.erase_expired_evidence(session, utcnow() + timedelta(days=6)) == 0
     assert await moderation.erase_expired_evidence(session, utcnow() + timedelta(days=8)) == 1
-    i18n = create_i18n("en")
-    assert await erase_old_evidence(JobContext(None, sessionmaker, i18n)) == 0  # type: ignore[arg-type]
+    runtime = create_runtime(load_settings(_env_file=None), sessionmaker, create_i18n("en"))
+    assert await erase_old_evidence(JobContext(None, runtime)) == 0  # type: ignore[arg-type]
 
 
 async def test_privacy_export_and_erase(session) -> None:  # type: ignore[no-untyped-def]

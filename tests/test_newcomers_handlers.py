@@ -26,7 +26,6 @@ from handlers.newcomers import Lobby
 from models import groups, newcomers
 from models.newcomers import NewcomerCheck
 from scheduler.newcomers import expire_captchas, settle_raids
-from scheduler.runner import JobContext
 from tests.factories import BOT_USER, admin_member, texts
 
 
@@ -77,7 +76,7 @@ async def time_out(world) -> list[Any]:  # type: ignore[no-untyped-def]
             .values(deadline=datetime.now(UTC) - timedelta(seconds=1))
         )
     start = len(world.session.calls)
-    await expire_captchas(JobContext(world.bot, world.sessionmaker, world.dp["i18n"]))
+    await expire_captchas(world.jobs())
     return world.session.calls[start:]
 
 
@@ -236,8 +235,7 @@ async def test_missing_ban_right_is_told_to_admins_once(world) -> None:  # type:
 async def test_500_joins_in_a_minute_start_raid_mode_within_the_group_limit(world) -> None:  # type: ignore[no-untyped-def]
     owner, group = await setup(world, "/captcha on", "/setwelcome Welcome {name}!")
     clock = [0.0]
-    lobby = Lobby(world.bot, world.sessionmaker, world.dp["i18n"], clock=lambda: clock[0])
-    world.dp.workflow_data["newcomer_lobby"] = lobby
+    lobby = world.runtime.lobby = Lobby(world.sessionmaker, world.runtime.i18n, clock=lambda: clock[0])
     start = len(world.session.calls)
     people = [world.user(f"Bot{i}", language_code="en") for i in range(500)]
     for first in range(0, len(people), 10):  # Telegram delivers them concurrently; aiogram handles them as tasks
@@ -268,7 +266,7 @@ async def raid_ends(world) -> list[Any]:  # type: ignore[no-untyped-def]
     """Raid mode's time runs out; the scheduler job that settles ended raids runs."""
     start = len(world.session.calls)
     later = datetime.now(UTC) + timedelta(hours=25)
-    await settle_raids(JobContext(world.bot, world.sessionmaker, world.dp["i18n"]), now=later)
+    await settle_raids(world.jobs(), now=later)
     return world.session.calls[start:]
 
 

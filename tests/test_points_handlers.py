@@ -10,8 +10,8 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from aiogram.types import PhotoSize
 from sqlalchemy import func, select
 
-from bot.factory import create_dispatcher
-from handlers.points import ShowcaseReview, TierAnnouncer, fingerprint
+from bot.factory import create_dispatcher, create_runtime
+from handlers.points import ShowcaseReview, fingerprint
 from models import checkin, groups, points
 from models.db import transaction
 from models.points import PointsEntry, PointsRules
@@ -190,7 +190,7 @@ async def test_chat_points_earn_once_per_cooldown_and_never_for_commands(world, 
 
 async def test_tier_ups_are_announced_coalesced(world, session) -> None:  # type: ignore[no-untyped-def]
     s = await scene(world, session)
-    announcer = TierAnnouncer.of(world.dp)
+    announcer = world.runtime.tiers
     announcer.window, announcer.clock = 1.0, lambda: 0.0  # time stands still: every tier-up is in one window
     await s.say(s.owner, "/set tiers normal:0,silver:1:VIP Club")
     first = said(await s.say(s.alice, "I love this group so much"))
@@ -248,7 +248,8 @@ async def test_showcase_rejected_then_approve_has_no_effect(world, session) -> N
     late = said(await s.world.press(s.chat, s.owner, keyboard["✅ Approve"], message_id=901))
     assert late == "This showcase has already been decided."
     # The decision is kept in the database: a restarted bot (a fresh dispatcher) still refuses to pay.
-    s.world.dp = create_dispatcher(s.world.settings, sessionmaker=s.world.sessionmaker)
+    s.world.runtime = create_runtime(s.world.settings, s.world.sessionmaker)
+    s.world.dp = create_dispatcher(s.world.runtime)
     after_restart = said(await s.world.press(s.chat, s.owner, keyboard["✅ Approve"], message_id=901))
     assert after_restart == "This showcase has already been decided."
     assert await s.balance(s.bob) == 0
@@ -276,7 +277,6 @@ async def test_a_pinned_leaderboard_is_kept_up_to_date_in_place(world, session) 
     from aiogram.methods import PinChatMessage, UnpinChatMessage
 
     from scheduler.points import refresh_pinned_boards
-    from scheduler.runner import JobContext
 
     s = await scene(world, session)
     assert said(await s.say(s.alice, "/rank pin")) == "Only group admins can do that."
@@ -289,7 +289,7 @@ async def test_a_pinned_leaderboard_is_kept_up_to_date_in_place(world, session) 
     assert board.period == "all" and board.message_id == pins[0].message_id
 
     await s.say(s.owner, "/give @alice 300 welcome")
-    context = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    context = world.jobs()
     start = len(world.session.calls)
     assert await refresh_pinned_boards(context) == 1
     edits = [c for c in world.session.calls[start:] if isinstance(c, EditMessageText)]

@@ -20,7 +20,7 @@ from models import groups, schedules
 from models.db import create_engine, create_sessionmaker
 from models.groups import ChatSeen
 from scheduler import runner
-from scheduler.runner import JobContext, run_schedules
+from scheduler.runner import JobContext, Posting, run_schedules
 from tests.factories import World
 
 SHANGHAI_8AM = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # Monday 08:00 in Asia/Shanghai
@@ -38,7 +38,12 @@ async def make_group(sessionmaker: Any, chat_id: int, zone: str = "Asia/Shanghai
 
 
 def context(world: World) -> JobContext:
-    return JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    return world.jobs()
+
+
+def with_posters(world: World, *extra: Posting) -> JobContext:
+    """The world's job context, posting also these kinds (the table is the context's: nothing global changes)."""
+    return JobContext(world.bot, world.runtime, {**runner.POSTERS, **{p.kind: p for p in extra}})
 
 
 def sent(*worlds: World) -> list[SendMessage]:
@@ -258,11 +263,11 @@ async def test_a_telegram_error_gives_the_slot_back(world, monkeypatch) -> None:
             raise TelegramBadRequest(SendMessage(chat_id=slot.chat_id, text="x"), "Bad Request: try later")
         return 77
 
-    monkeypatch.setitem(runner.POSTERS, "probe", flaky)
     async with world.sessionmaker() as session:
         await schedules.set_schedule(session, gid, "probe", "08:00")
     moment = SHANGHAI_8AM + timedelta(seconds=5)
-    assert await run_schedules(world_ctx := context(world), moment, kinds={"probe"}) == 0
+    world_ctx = with_posters(world, Posting("probe", flaky))
+    assert await run_schedules(world_ctx, moment, kinds={"probe"}) == 0
     assert await run_schedules(world_ctx, moment + timedelta(minutes=1), kinds={"probe"}) == 1
     assert await run_schedules(world_ctx, moment + timedelta(minutes=2), kinds={"probe"}) == 0
     assert calls == [gid, gid]
@@ -306,13 +311,11 @@ async def test_exempt_kinds_post_inside_quiet_hours(world, monkeypatch) -> None:
         message = await ctx.bot.send_message(slot.chat_id, "⚡ sale")
         return message.message_id
 
-    monkeypatch.setattr(runner, "QUIET_EXEMPT", set())
-    monkeypatch.setitem(runner.POSTERS, "midnight_sale", sale)
-    runner.register_poster("midnight_sale", sale, quiet_hours=False)
     async with world.sessionmaker() as session:
         await schedules.set_quiet_hours(session, gid, ("23:00", "08:00"))
         await schedules.set_schedule(session, gid, "midnight_sale", "23:59", duration_minutes=30)
-    assert await run_schedules(context(world), SHANGHAI_8AM + timedelta(hours=15, minutes=59, seconds=5),
+    ctx = with_posters(world, Posting("midnight_sale", sale, quiet_hours=False))
+    assert await run_schedules(ctx, SHANGHAI_8AM + timedelta(hours=15, minutes=59, seconds=5),
                                kinds={"midnight_sale"}) == 1
 
 
@@ -335,12 +338,12 @@ async def test_posts_in_flight_stay_bounded(world, monkeypatch) -> None:  # type
         return 1
 
     monkeypatch.setattr(runner, "POST_CONCURRENCY", 3)
-    monkeypatch.setitem(runner.POSTERS, "probe", slow)
     for n in range(10):
         gid = await make_group(world.sessionmaker, -7000 - n)
         async with world.sessionmaker() as session:
             await schedules.set_schedule(session, gid, "probe", "08:00")
-    assert await run_schedules(context(world), SHANGHAI_8AM + timedelta(seconds=5), kinds={"probe"}) == 10
+    ctx = with_posters(world, Posting("probe", slow))
+    assert await run_schedules(ctx, SHANGHAI_8AM + timedelta(seconds=5), kinds={"probe"}) == 10
     assert most == 3
 
 

@@ -127,10 +127,10 @@ async def test_admin_check_uses_telegram_now(world) -> None:  # type: ignore[no-
 async def test_redis_url_gives_shared_storage_and_event_isolation(sessionmaker) -> None:  # type: ignore[no-untyped-def]
     from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
-    from bot.factory import create_dispatcher
+    from bot.factory import create_dispatcher, create_runtime
 
     settings = load_settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")
-    dp = create_dispatcher(settings, sessionmaker=sessionmaker)
+    dp = create_dispatcher(create_runtime(settings, sessionmaker))
     try:
         assert isinstance(dp.storage, RedisStorage)
         assert isinstance(dp.fsm.events_isolation, RedisEventIsolation)
@@ -142,8 +142,8 @@ async def test_redis_url_gives_shared_storage_and_event_isolation(sessionmaker) 
 
 async def test_one_process_runs_no_fsm_layer(sessionmaker) -> None:  # type: ignore[no-untyped-def]
     """qunbot keeps no FSM state: without Redis (nothing to isolate across workers) the layer is not run at all."""
-    from bot.factory import create_dispatcher
+    from bot.factory import create_dispatcher, create_runtime
 
-    dp = create_dispatcher(load_settings(_env_file=None), sessionmaker=sessionmaker)
+    dp = create_dispatcher(create_runtime(load_settings(_env_file=None), sessionmaker))
     assert dp.fsm not in list(dp.update.outer_middleware)
     await dp.storage.close()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from models import groups, points, schedules, topics
 from models.points import PointsEntry
-from scheduler.runner import JobContext, run_schedules
+from scheduler.runner import run_schedules
 from tests.factories import BOT_USER, texts
 
 
@@ -163,7 +163,7 @@ async def test_the_scheduler_posts_a_topic_at_the_groups_time(world) -> None:  #
     pool = await Pool(world).start()
     await world.send(pool.chat, pool.owner, "/topic add Which summer item do you love?")
     await world.send(pool.chat, pool.owner, "/schedule set topic 20:00")
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     eight_pm = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)  # 20:00 in Shanghai
     before = len(world.session.calls)
     assert await run_schedules(ctx, eight_pm - timedelta(minutes=1), kinds={"topic"}) == 0
@@ -220,5 +220,5 @@ async def test_a_disabled_topic_schedule_posts_nothing(world) -> None:  # type: 
     pool = await Pool(world).start()
     async with world.sessionmaker() as session:
         await schedules.set_schedule(session, pool.gid, "topic", "20:00", enabled=False)
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     assert await run_schedules(ctx, datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC), kinds={"topic"}) == 0

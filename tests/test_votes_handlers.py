@@ -15,7 +15,6 @@ from handlers.votes import PostEditor, VoteGroupBuy, VotePick, parse_duration
 from models import groupbuy, groups, votes
 from models.groupbuy import GroupBuy
 from models.votes import VoteBallot
-from scheduler.runner import JobContext
 from scheduler.votes import close_due_votes
 from tests.factories import texts
 
@@ -192,7 +191,7 @@ async def test_scheduler_closes_due_votes_once(world) -> None:  # type: ignore[n
     a, _b = [o.id for o in await votes_options(world, vote.id)]
     await world.press(room.chat, room.alice, VotePick(vote_id=vote.id, option_id=a).pack())
     await world.send(room.chat, room.owner, "/lang en")  # the scheduler speaks the group's language
-    ctx = JobContext(world.bot, world.sessionmaker, world.dp["i18n"])
+    ctx = world.jobs()
     start = len(world.session.calls)
     assert await close_due_votes(ctx, now=datetime.now(UTC)) == 0
     later = datetime.now(UTC) + timedelta(minutes=2)

@@ -49,8 +49,7 @@ T = TypeVar("T")
 async def run_job(cast: Cast, job: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
     """Run one scheduler job once, directly, as `qunbot scheduler` would: with the bot's own settings (its database
     and the sandbox), `job(context, *args, **kwargs)`."""
-    from bot.factory import create_bot
-    from bot.i18n import create_i18n
+    from bot.factory import create_bot, create_runtime
     from models.db import create_engine, create_sessionmaker
     from scheduler.runner import JobContext
 
@@ -60,7 +59,7 @@ async def run_job(cast: Cast, job: Callable[..., Awaitable[T]], *args: Any, **kw
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings, sessionmaker=sessionmaker)
     try:
-        return await job(JobContext(bot, sessionmaker, create_i18n(settings.default_locale)), *args, **kwargs)
+        return await job(JobContext(bot, create_runtime(settings, sessionmaker)), *args, **kwargs)
     finally:
         await bot.session.close()
         await engine.dispose()
