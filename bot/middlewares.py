@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import CatalogI18n, locale_for_language_code
 from bot.settings import Settings
-from handlers.common import GROUP_TYPES, chat_seen, person_seen
+from handlers.common import chat_seen, person_seen
+from handlers.switchboard import GROUP_TYPES
 from models import groups
 
 log = logging.getLogger("qunbot.updates")

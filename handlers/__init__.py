@@ -1,5 +1,5 @@
 """Every feature's handlers. `FEATURES` is the order they see updates in; `install()` puts them all behind
-one switchboard (see handlers.common.Switchboard); `all_commands()` feeds /help and the command menus."""
+one switchboard (see handlers.switchboard.Switchboard); `all_commands()` feeds /help and the command menus."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from handlers import (
     topics,
     votes,
 )
-from handlers.common import CommandInfo, Switchboard
+from handlers.common import CommandInfo
+from handlers.switchboard import Switchboard
 
 # Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
 # moderation) last.
