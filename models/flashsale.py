@@ -49,7 +49,7 @@ from sqlmodel import Field, SQLModel
 
 from models import points, schedules
 from models.boards import parse_hh_mm
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, long_running, transaction, utcnow
 from models.groups import Group, User
 from models.points import KEY_MAX
 
@@ -780,6 +780,7 @@ class OrderRow:
     created_at: datetime
 
 
+@long_running
 async def export_orders(
     session: AsyncSession, group_id: int, sale_id: int, day: date | None = None
 ) -> list[OrderRow]:

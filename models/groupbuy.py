@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from models import points
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, long_running, transaction, utcnow
 from models.groups import User
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud and typed by staff
@@ -260,6 +260,7 @@ class Participant:
     joined_at: datetime
 
 
+@long_running
 async def participants(session: AsyncSession, groupbuy_id: int) -> list[Participant]:
     """Everyone in the group buy, first joined first, with the name the bot last saw (for the export)."""
     async with transaction(session):

@@ -43,7 +43,7 @@ from sqlmodel import Field, SQLModel
 
 from models.batching import GroupDesk
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, long_running, transaction, utcnow
 from models.groups import Group
 
 KINDS = (
@@ -1165,6 +1165,7 @@ async def award_topic(
         )
 
 
+@long_running
 async def prune_daily_counters(session: AsyncSession, before: date) -> int:
     """Forget cap counters of days before `before` (they only matter on their own day). Returns rows removed."""
     async with transaction(session):
@@ -1247,6 +1248,7 @@ def _scores(group_id: int, period: Period, start: datetime | None) -> Any:
     )
 
 
+@long_running
 async def leaderboard(
     session: AsyncSession, group_id: int, period: Period, *, now: datetime | None = None, limit: int = 10
 ) -> list[RankRow]:
@@ -1269,6 +1271,7 @@ async def leaderboard(
         return out
 
 
+@long_running
 async def place_of(
     session: AsyncSession, group_id: int, user_id: int, period: Period, *, now: datetime | None = None
 ) -> RankRow | None:
