@@ -237,6 +237,11 @@ async def measure(engine: AsyncEngine, label: str, args: argparse.Namespace) -> 
                          [("draw", draw), ("leaderboard", board), ("export", export)])
     await world.close()
     gc.unfreeze()
+    # Live posts still waiting to be edited (the check-in board's) would run after the database is gone.
+    leftover = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in leftover:
+        task.cancel()
+    await asyncio.gather(*leftover, return_exceptions=True)
 
     print(f"{label}: {beside.messages} messages and {beside.presses} presses, concurrency {CONCURRENCY}")
     for name, run in (("burst alone:   ", alone), ("with long work:", beside)):
