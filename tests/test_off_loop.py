@@ -9,6 +9,7 @@ times and the best run counts: work that held the loop would stall it every time
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -158,3 +159,4 @@ async def test_run_off_loop_commits_its_own_unit_and_joins_the_callers(sessionma
     async with sessionmaker() as session:
         titles = (await session.execute(text("SELECT id, title FROM groups ORDER BY id"))).all()
     assert [(row.id, row.title) for row in titles] == [(alone, "alone")]
+    assert gc.isenabled()  # collections, held while a unit runs on the thread, are back after it (or its error)
