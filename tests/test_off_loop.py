@@ -121,11 +121,11 @@ async def _postgres(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
 
 async def test_the_same_statement_on_the_loop_stalls_it(sessionmaker) -> None:  # type: ignore[no-untyped-def]
     """What the fence is for: LoopSQLite runs an ordinary statement on the loop (the ticker measures that)."""
-    rows = await rows_for_300_ms(sessionmaker)
     async with sessionmaker() as session:
         dbapi = (await (await session.connection()).get_raw_connection()).dbapi_connection
         if type(dbapi).__name__ != "LoopSQLite":
             pytest.skip("only LoopSQLite runs statements on the loop")
+    rows = await rows_for_300_ms(sessionmaker)
 
     async def on_the_loop() -> None:
         async with sessionmaker() as session:
