@@ -119,6 +119,5 @@ def create_dispatcher(runtime: Runtime, *, storage: BaseStorage | None = None) -
         i18n=runtime.i18n,
     )
     register_middlewares(dp, runtime)
-    handlers.install(dp)
-    install_pipeline(dp)
+    install_pipeline(dp, handlers.install(dp))
     return dp

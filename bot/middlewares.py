@@ -26,8 +26,9 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import locale_for_language_code
 from bot.runtime import Runtime
-from handlers.common import GROUP_TYPES, chat_seen, person_seen
+from handlers.common import chat_seen, person_seen
 from handlers.roles import current_admins
+from handlers.switchboard import GROUP_TYPES
 from models import groups
 
 log = logging.getLogger("qunbot.updates")

@@ -37,6 +37,7 @@ from bot.runtime import Runtime
 from handlers.invites import count_newcomer_message
 from handlers.moderation import check_message
 from handlers.points import chat_points, is_showcase, showcase
+from handlers.switchboard import Switchboard
 from handlers.topics import topic_reply
 from models.groups import Group
 
@@ -109,23 +110,15 @@ def _is_service(message: Message) -> bool:
                 or message.migrate_from_chat_id)
 
 
-def install_pipeline(dp: Dispatcher) -> None:
+def install_pipeline(dp: Dispatcher, switchboard: Switchboard) -> None:
     """Put the pipeline in front of the switchboard (installed first by handlers.install): it becomes the
-    Dispatcher's one message and edited-message handler, and calls the switchboard's for what is not its own."""
-    features = _take_only_handler(dp, "message")
-    if features is None:
+    Dispatcher's one message and edited-message handler, and asks the switchboard's lanes for what is not its own.
+    (aiogram's inner middlewares, if any were registered, run around the pipeline, not around each feature.)"""
+    if "message" not in switchboard.lanes:
         raise RuntimeError("install the switchboard (handlers.install) before the pipeline")
-    pipeline = GroupMessagePipeline(features, _take_only_handler(dp, "edited_message"))
+    edited = switchboard.lanes.get("edited_message")
+    for observer in ("message", "edited_message"):
+        dp.observers[observer].handlers.clear()  # the switchboard's own registration: the pipeline calls its lane
+    pipeline = GroupMessagePipeline(switchboard.lanes["message"].dispatch, edited.dispatch if edited else None)
     dp.message.register(pipeline.on_message)
     dp.edited_message.register(pipeline.on_edit)
-
-
-def _take_only_handler(dp: Dispatcher, observer: str) -> Features | None:
-    """Unregister and return the switchboard's one handler for a kind of update (None if it has none)."""
-    handlers = dp.observers[observer].handlers
-    if not handlers:
-        return None
-    if len(handlers) != 1:
-        raise RuntimeError(f"the switchboard registers one {observer} handler; found {len(handlers)}")
-    callback: Features = handlers.pop().callback
-    return callback

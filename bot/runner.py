@@ -74,7 +74,7 @@ async def run(
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, sqlite_driver=settings.sqlite_driver)
     bot: Bot | None = None
     try:
         await upgrade_to_head(engine)
@@ -154,7 +154,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, sqlite_driver=settings.sqlite_driver)
     bot = None
     try:
         await upgrade_to_head(engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
 
     bot_token: SecretStr | None = Field(default=None, description="Token from @BotFather")
     database_url: str = "sqlite+aiosqlite:///data/qunbot.db"
+    # How SQLite is driven: "loop" (LoopSQLite: statements on the event loop's thread, known-long work on
+    # aiosqlite's) or "aiosqlite" (SQLAlchemy's stock adapter: every call on aiosqlite's thread).
+    sqlite_driver: Literal["loop", "aiosqlite"] = "loop"
     telegram_api_url: str = ""
     webhook_url: str = ""
     webhook_secret: SecretStr | None = None

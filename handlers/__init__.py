@@ -1,5 +1,5 @@
 """Every feature's handlers. `FEATURES` is the order they see updates in; `install()` puts them all behind
-one switchboard (see handlers.common.Switchboard); `all_commands()` feeds /help and the command menus."""
+one switchboard (see handlers.switchboard.Switchboard); `all_commands()` feeds /help and the command menus."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from handlers import (
     topics,
     votes,
 )
-from handlers.common import CommandInfo, Switchboard
+from handlers.common import CommandInfo
+from handlers.switchboard import Switchboard
 
 # Order matters: service and membership updates first, commands and keywords next. Ordinary group messages do
 # not walk this list: the group-message pipeline (bot/pipeline.py) runs the moderation verdict first and then its
@@ -40,9 +41,11 @@ FEATURES: list[ModuleType] = [
 ]
 
 
-def install(dispatcher: Router) -> None:
+def install(dispatcher: Router) -> Switchboard:
     """Every feature's handlers, behind the switchboard, on the Dispatcher."""
-    Switchboard([feature.router for feature in FEATURES]).install(dispatcher)
+    switchboard = Switchboard([feature.router for feature in FEATURES])
+    switchboard.install(dispatcher)
+    return switchboard
 
 
 def all_commands() -> list[CommandInfo]:

@@ -31,7 +31,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import IN_GROUP, Blueprint, CommandInfo, Keywords, edit_in_place, esc, require_admin
+from handlers.common import CommandInfo, edit_in_place, esc, require_admin
+from handlers.switchboard import IN_GROUP, Blueprint, Keywords
 from models import flashsale, groups, schedules
 from models.db import utcnow
 from models.flashsale import FlashProduct, FlashRound, FlashSale

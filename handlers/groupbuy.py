@@ -26,7 +26,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, esc, require_admin
+from handlers.common import CommandInfo, esc, require_admin
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from handlers.votes import Render, clip, local_time, money, parse_duration, post_editor, split_parts
 from models import groupbuy, groups
 from models.db import utcnow

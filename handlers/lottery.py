@@ -30,16 +30,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import (
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    CommandInfo,
-    edit_in_place,
-    esc,
-    require_admin,
-    tier_label,
-)
+from handlers.common import CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint
 from models import groups, lottery, points, shop
 from models.db import utcnow
 from models.groups import Group

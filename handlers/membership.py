@@ -9,7 +9,8 @@ from aiogram.types import ChatMemberUpdated, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, Service, esc, person_seen
+from handlers.common import esc, person_seen
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
 from models import groups
 from models.groups import Group
 

@@ -30,7 +30,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import GROUP_ANONYMOUS_BOT, IN_GROUP, TELEGRAM_SERVICE_USER, Blueprint, CommandInfo, esc
+from handlers.common import GROUP_ANONYMOUS_BOT, TELEGRAM_SERVICE_USER, CommandInfo, esc
 from handlers.roles import (
     Target,
     TargetWords,
@@ -40,6 +40,7 @@ from handlers.roles import (
     require_moderator,
     split_target,
 )
+from handlers.switchboard import IN_GROUP, Blueprint
 from models import boards, groups, moderation, roles
 from models import moderation_policy as policy
 from models.db import utcnow

@@ -51,18 +51,9 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import (
-    ADMIN_STATUSES,
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    CommandInfo,
-    Service,
-    esc,
-    person_seen,
-    require_admin,
-)
+from handlers.common import ADMIN_STATUSES, CommandInfo, esc, person_seen, require_admin
 from handlers.roles import is_chat_admin, notify_admins
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
 from models import boards, groups, moderation, newcomers
 from models.db import utcnow
 from models.groups import Group

@@ -36,18 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import (
     GROUP_ANONYMOUS_BOT,
-    IN_GROUP,
-    IN_PRIVATE,
     TELEGRAM_SERVICE_USER,
-    Blueprint,
     CommandInfo,
-    Keywords,
     display_name,
     edit_in_place,
     esc,
     require_admin,
     tier_label,
 )
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import checkin, points, roles, shop
 from models.clock import local_day
 from models.db import utcnow

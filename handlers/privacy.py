@@ -13,7 +13,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo
+from handlers.common import CommandInfo
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint
 from models import privacy
 
 router = Blueprint("privacy")

@@ -25,7 +25,8 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import ADMIN_STATUSES, GROUP_TYPES, IN_GROUP, Blueprint, CommandInfo, esc
+from handlers.common import ADMIN_STATUSES, CommandInfo, esc
+from handlers.switchboard import GROUP_TYPES, IN_GROUP, Blueprint
 from models import groups, moderation, roles
 from models.groups import Group
 

@@ -27,18 +27,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import (
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    CommandInfo,
-    Keywords,
-    actor_is_admin,
-    display_name,
-    esc,
-    require_admin,
-    tier_label,
-)
+from handlers.common import CommandInfo, actor_is_admin, display_name, esc, require_admin, tier_label
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import groups, points, shop
 from models.db import utcnow
 from models.groups import Group

@@ -27,17 +27,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import (
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    CommandInfo,
-    Keywords,
-    edit_in_place,
-    esc,
-    require_admin,
-    tier_label,
-)
+from handlers.common import CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import groupbuy, points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents

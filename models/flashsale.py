@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,11 +46,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 
 from models import points, schedules
 from models.boards import parse_hh_mm
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, all_off_loop, insert, run_off_loop, transaction, utcnow
 from models.groups import Group, User
 from models.points import KEY_MAX
 
@@ -799,7 +801,12 @@ async def export_orders(
         )  # fmt: skip
         if day is not None:
             statement = statement.where(FlashRound.day == day)
-        return [OrderRow(*row) for row in (await session.execute(statement)).all()]
+        return await run_off_loop(session, partial(_order_rows, statement=statement))
+
+
+def _order_rows(session: Session, statement: Any) -> list[OrderRow]:
+    """The export's rows, read off the event loop (a week of daily sales holds thousands of orders)."""
+    return [OrderRow(*row) for row in all_off_loop(session.execute(statement))]
 
 
 # -- privacy ---------------------------------------------------------------------------------------------------

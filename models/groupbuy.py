@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -35,10 +36,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 
 from models import points
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, all_off_loop, insert, run_off_loop, transaction, utcnow
 from models.groups import User
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud and typed by staff
@@ -261,18 +263,22 @@ class Participant:
 
 
 async def participants(session: AsyncSession, groupbuy_id: int) -> list[Participant]:
-    """Everyone in the group buy, first joined first, with the name the bot last saw (for the export)."""
-    async with transaction(session):
-        rows = await session.execute(
-            select(GroupBuyEntry, User.first_name, User.username)  # type: ignore[call-overload]
-            .outerjoin(User, User.user_id == GroupBuyEntry.user_id)
-            .where(GroupBuyEntry.groupbuy_id == groupbuy_id)
-            .order_by(GroupBuyEntry.joined_at, GroupBuyEntry.id)
-        )
-        return [
-            Participant(entry.user_id, first_name or "", username, entry.quantity, entry.order_code, entry.joined_at)
-            for entry, first_name, username in rows.all()
-        ]
+    """Everyone in the group buy, first joined first, with the name the bot last saw (for the export; read off
+    the event loop: a big group buy has thousands)."""
+    return await run_off_loop(session, partial(_participants, groupbuy_id=groupbuy_id))
+
+
+def _participants(session: Session, groupbuy_id: int) -> list[Participant]:
+    rows = session.execute(
+        select(GroupBuyEntry, User.first_name, User.username)  # type: ignore[call-overload]
+        .outerjoin(User, User.user_id == GroupBuyEntry.user_id)
+        .where(GroupBuyEntry.groupbuy_id == groupbuy_id)
+        .order_by(GroupBuyEntry.joined_at, GroupBuyEntry.id)
+    )
+    return [
+        Participant(entry.user_id, first_name or "", username, entry.quantity, entry.order_code, entry.joined_at)
+        for entry, first_name, username in all_off_loop(rows)
+    ]
 
 
 # -- joining and leaving ---------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from models.db import (
     dialect_insert,
     insert,
     is_postgres,
+    long_running,
     run_in_transaction,
     transaction,
     utcnow,
@@ -149,6 +150,7 @@ async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bo
         return result.rowcount == 1
 
 
+@long_running
 async def prune_processed_updates(session: AsyncSession, older_than: timedelta = timedelta(days=2)) -> int:
     """Forget handled update ids older than `older_than` (Telegram keeps undelivered updates for 24 h)."""
     async with transaction(session):

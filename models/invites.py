@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from models import points
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, long_running, transaction, utcnow
 from models.groups import Group
 from models.points import PointsBalance
 
@@ -710,6 +710,7 @@ class InviteRank:
     place: int  # 1 + the number of inviters with more vested invitations (ties share a place)
 
 
+@long_running
 async def leaderboard(session: AsyncSession, group_id: int, *, limit: int = 10) -> list[InviteRank]:
     """Top inviters by invitations vested now (reversed ones do not count). Erased people are left out."""
     async with transaction(session):
@@ -731,6 +732,7 @@ async def leaderboard(session: AsyncSession, group_id: int, *, limit: int = 10) 
         return out
 
 
+@long_running
 async def top_inviters(session: AsyncSession, group_id: int, *, limit: int = 10) -> list[InviterStats]:
     """Admins' view: inviters with the most invitations of any status, with their void rates."""
     async with transaction(session):

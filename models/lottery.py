@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -43,11 +44,23 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 
 from models import checkin, points, shop
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, insert, is_postgres, transaction, utcnow
+from models.db import (
+    BigIntKey,
+    UTCDateTime,
+    all_off_loop,
+    dialect_insert,
+    insert,
+    is_postgres,
+    join_off_loop,
+    run_off_loop,
+    transaction,
+    utcnow,
+)
 from models.groups import Member, User
 
 PRIZE_KINDS = ("text", "points", "coupon")
@@ -676,12 +689,7 @@ async def draw_lottery(
         if claimed is None:
             return None
         lottery = await _load(session, lottery_id)
-        entries = LotteryEntry.__table__.c  # type: ignore[attr-defined]
-        ordered = select(entries.user_id).where(entries.lottery_id == lottery_id).order_by(entries.user_id)
-        ids = list((await session.scalars(ordered)).all())
-        text = "\n".join(map(str, ids))
-        list_hash = list_hash_of(text)
-        await session.execute(insert(session, LotterySnapshot).values(lottery_id=lottery_id, entrants=text))
+        ids, text, list_hash = await run_off_loop(session, partial(_freeze_entrants, lottery_id=lottery_id))
         picks, next_counter = next_picks(lottery.seed, list_hash, len(ids), lottery.winners)
         for pick, (index, counter) in enumerate(picks, start=1):
             await _add_winner(session, lottery, ids[index], index, pick, counter, now)
@@ -692,6 +700,18 @@ async def draw_lottery(
         )
         lottery = await _load(session, lottery_id)
         return DrawResult(lottery, text, await winners_of(session, lottery_id))
+
+
+def _freeze_entrants(session: Session, lottery_id: int) -> tuple[list[int], str, str]:
+    """The entrant ids in order, their list text and its hash, the text stored as the lottery's snapshot. The
+    draw's long part (100,000 entrants: reading, joining, hashing), so it runs off the event loop."""
+    entries = LotteryEntry.__table__.c  # type: ignore[attr-defined]
+    ordered = select(entries.user_id).where(entries.lottery_id == lottery_id).order_by(entries.user_id)
+    ids = all_off_loop(session.scalars(ordered))
+    text = join_off_loop("\n", ids)
+    session.execute(dialect_insert(is_postgres(session), LotterySnapshot).values(lottery_id=lottery_id,
+                                                                                 entrants=text))
+    return ids, text, list_hash_of(text)
 
 
 async def entrant_list(session: AsyncSession, lottery_id: int) -> str | None:

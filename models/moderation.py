@@ -44,6 +44,7 @@ from models.db import (
     dialect_insert,
     insert,
     is_postgres,
+    long_running,
     run_in_transaction,
     transaction,
     utcnow,
@@ -689,6 +690,7 @@ async def recent_actions(session: AsyncSession, group_id: int, limit: int = 15) 
         return list(rows)
 
 
+@long_running
 async def erase_expired_evidence(session: AsyncSession, now: datetime | None = None) -> int:
     """Blank the evidence whose retention has passed; the number of rows blanked."""
     now = now or utcnow()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.all import MODULES
-from models.db import transaction, utcnow
+from models.db import long_running, transaction, utcnow
 
 
 def new_pseudonym() -> int:
@@ -19,6 +19,7 @@ def new_pseudonym() -> int:
     return -(2**62) - secrets.randbelow(2**61)
 
 
+@long_running
 async def export_everything(session: AsyncSession, user_id: int) -> dict[str, Any]:
     """Everything qunbot stores about this person, by module."""
     data: dict[str, Any] = {"user_id": user_id, "exported_at": utcnow().isoformat()}

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, long_running, transaction, utcnow
 
 TOPIC_MAX_LENGTH = 200  # characters in one topic
 POOL_MAX = 500  # topics in one group's pool
@@ -260,6 +260,7 @@ async def find_post(session: AsyncSession, group_id: int, message_id: int, *, si
         )
 
 
+@long_running
 async def prune_posts(session: AsyncSession, before: datetime) -> int:
     """Forget topic posts older than `before` (replies to them no longer earn). Returns rows removed."""
     async with transaction(session):

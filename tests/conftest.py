@@ -17,11 +17,27 @@ from tests.factories import World
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 
-DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# "sqlite": LoopSQLite (the default SQLITE_DRIVER); "sqlite-stock": SQLAlchemy's stock aiosqlite adapter
+# (SQLITE_DRIVER=aiosqlite), for the model tests (see pytest_collection_modifyitems).
+DATABASES = ["sqlite", pytest.param("sqlite-stock", marks=pytest.mark.sqlite_stock),
+             pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: runs against TEST_DATABASE_URL (PostgreSQL)")
+    config.addinivalue_line("markers", "sqlite_stock: runs on SQLite through the stock aiosqlite driver")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The stock-driver variant runs where the driver is what is tested: the model tests. A test that feeds the
+    dispatcher (the `world` fixture) runs on LoopSQLite and PostgreSQL only, which keeps the suite's time."""
+    keep, dropped = [], []
+    for item in items:
+        stock = item.get_closest_marker("sqlite_stock") is not None
+        (dropped if stock and "world" in getattr(item, "fixturenames", ()) else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 async def _postgres_engine() -> tuple[AsyncEngine, str]:
@@ -44,8 +60,9 @@ async def _postgres_engine() -> tuple[AsyncEngine, str]:
 
 @pytest.fixture(params=DATABASES)
 async def engine(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[AsyncEngine]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'qunbot.db'}")
+    if request.param in ("sqlite", "sqlite-stock"):
+        driver = "aiosqlite" if request.param == "sqlite-stock" else "loop"
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'qunbot.db'}", sqlite_driver=driver)
         await create_all(engine)
         yield engine
         await engine.dispose()

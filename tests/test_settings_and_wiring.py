@@ -33,6 +33,7 @@ def test_defaults_need_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WEBHOOK_LISTEN", "8080"),
         ("LOG_LEVEL", "LOUD"),
         ("TELEGRAM_API_URL", "ftp://x"),
+        ("SQLITE_DRIVER", "fast"),
     ],
 )
 def test_a_malformed_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

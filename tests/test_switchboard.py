@@ -16,7 +16,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import GetMe, TelegramMethod
 from aiogram.types import CallbackQuery, Chat, Message, Update, User
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, Keywords, Service, Switchboard, index_key
+from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords, Service, Switchboard, index_key
 from tests.factories import BOT_USER
 
 GROUP = Chat(id=-100, type="supergroup", title="G")

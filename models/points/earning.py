@@ -30,7 +30,7 @@ from sqlmodel import Field, SQLModel
 
 from models.batching import GroupDesk
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, dialect_insert, insert, is_postgres, long_running, transaction, utcnow
 from models.groups import Group
 from models.points.ledger import KEY_MAX, Award, LedgerResult, PointsEntry, _apply, _duplicate, _with_tiers, award_many
 from models.points.rules import PointsRules, load_group, rules_of
@@ -440,6 +440,7 @@ async def award_topic(
         )
 
 
+@long_running
 async def prune_daily_counters(session: AsyncSession, before: date) -> int:
     """Forget cap counters of days before `before` (they only matter on their own day). Returns rows removed."""
     async with transaction(session):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel
 
 from models.clock import local_day
-from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
+from models.db import BigIntKey, UTCDateTime, insert, long_running, transaction, utcnow
 from models.groups import Group
 from models.points.ledger import PointsBalance, PointsEntry
 from models.points.rules import load_group
@@ -65,6 +65,7 @@ def _scores(group_id: int, period: Period, start: datetime | None) -> Any:
     )
 
 
+@long_running
 async def leaderboard(
     session: AsyncSession, group_id: int, period: Period, *, now: datetime | None = None, limit: int = 10
 ) -> list[RankRow]:
@@ -87,6 +88,7 @@ async def leaderboard(
         return out
 
 
+@long_running
 async def place_of(
     session: AsyncSession, group_id: int, user_id: int, period: Period, *, now: datetime | None = None
 ) -> RankRow | None:
