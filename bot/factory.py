@@ -18,6 +18,8 @@ from bot.i18n import CatalogI18n, create_i18n
 from bot.limits import TelegramLimits
 from bot.middlewares import register_middlewares
 from bot.settings import Settings
+from handlers.live_posts import LivePosts
+from handlers.membership import move_group
 from models import groups
 from models.checkin import CheckinDesk
 from models.points import ChatDesk
@@ -50,7 +52,7 @@ def create_bot(
     async def chat_moved(old_chat_id: int, new_chat_id: int) -> None:
         if sessionmaker is not None:
             async with sessionmaker() as db:
-                await groups.migrate_group(db, old_chat_id, new_chat_id)
+                await move_group(db, old_chat_id, new_chat_id)
 
     session.middleware(FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved))
     return Bot(
@@ -94,6 +96,7 @@ def create_dispatcher(
         i18n=i18n,
         checkin_desk=CheckinDesk(sessionmaker),  # check-ins that arrive together share one transaction
         chat_desk=ChatDesk(sessionmaker),  # so do chat points
+        live_posts=LivePosts(sessionmaker, i18n),  # every post kept up to date by editing (handlers: `live_posts`)
     )
     register_middlewares(dp, settings=settings, sessionmaker=sessionmaker, i18n=i18n)
     handlers.install(dp)

@@ -24,6 +24,7 @@ from bot.factory import create_bot, create_dispatcher
 from bot.i18n import CatalogI18n, create_i18n
 from bot.limits import TelegramLimits
 from bot.settings import Settings
+from handlers.live_posts import LivePosts
 from models.db import create_engine, create_sessionmaker
 from models.migrate import upgrade_to_head
 from scheduler.runner import create_scheduler
@@ -85,7 +86,8 @@ async def run(
         me = await bot.get_me()
         log.info("running as @%s (id %s)", me.username, me.id)
         await set_commands(bot, i18n)
-        scheduler = create_scheduler(bot, sessionmaker, i18n) if with_scheduler else None
+        live_posts: LivePosts = dp["live_posts"]
+        scheduler = create_scheduler(bot, sessionmaker, i18n, live_posts) if with_scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:
@@ -96,6 +98,7 @@ async def run(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            await live_posts.close()  # what members changed last is shown before the bot goes
     finally:
         if bot is not None:
             await bot.session.close()
@@ -160,11 +163,14 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
         await upgrade_to_head(engine)
         sessionmaker = create_sessionmaker(engine)
         bot = create_bot(settings, sessionmaker=sessionmaker)
-        scheduler = create_scheduler(bot, sessionmaker, create_i18n(settings.default_locale))
+        i18n = create_i18n(settings.default_locale)
+        live_posts = LivePosts(sessionmaker, i18n)
+        scheduler = create_scheduler(bot, sessionmaker, i18n, live_posts)
         scheduler.start()
         log.info("scheduler running")
         await stop.wait()
         scheduler.shutdown(wait=False)
+        await live_posts.close()
     finally:
         if bot is not None:
             await bot.session.close()

@@ -8,14 +8,12 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
-from weakref import WeakKeyDictionary
 
 from aiogram import Bot, Router
 from aiogram.dispatcher.event.bases import UNHANDLED, SkipHandler
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, Filter
 from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
-from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, TelegramObject, User
+from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
@@ -390,35 +388,4 @@ def tier_label(rules: PointsRules, key: str) -> str:
             return tier.name
     default = TIER_NAMES.get(key)
     return str(default) if default is not None else key
-
-
-# What each live post last showed, per bot connection (Bot objects compare by token, and tests and the demo run
-# several bots with one token in one process).
-_shown: WeakKeyDictionary[object, dict[tuple[int, int], str]] = WeakKeyDictionary()
-SHOWN_MAX = 50_000
-
-
-async def edit_in_place(
-    bot: Bot, chat_id: int, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *,
-    caption: bool = False,
-) -> bool:
-    """Edit a post the bot keeps up to date (a board, a tally, a sale). False when it already shows this: the
-    edit is not sent at all, since Telegram would refuse it as "not modified" and it would still cost one of the
-    group's 20 messages a minute. Other Telegram errors are raised."""
-    shown = _shown.setdefault(bot.session, {})
-    signature = text + (markup.model_dump_json() if markup is not None else "")
-    if shown.get((chat_id, message_id)) == signature:
-        return False
-    try:
-        if caption:
-            await bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup)
-        else:
-            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup)
-    except TelegramBadRequest as error:
-        if "not modified" not in str(error):
-            raise
-    if len(shown) >= SHOWN_MAX:
-        shown.clear()
-    shown[(chat_id, message_id)] = signature
-    return True
 

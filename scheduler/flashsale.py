@@ -9,7 +9,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,7 +52,7 @@ async def post_flash_notice(ctx: JobContext, session: AsyncSession, slot: Slot) 
 
 async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
     """End every round whose time is over (once: a conditional UPDATE) and edit its post to "ended"."""
-    from handlers.flashsale import edit_post
+    from handlers.flashsale import round_post
 
     async with ctx.sessionmaker() as session:
         ended = await flashsale.end_due_rounds(session, now=now)
@@ -68,13 +67,10 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
         place = places.get(flash_round.group_id)
         if place is None or flash_round.message_id is None:
             return
-        chat_id, zone, locale = place
-        async with gate:
-            with ctx.in_locale(locale):
-                try:
-                    await edit_post(ctx.bot, chat_id, flash_round, zone)
-                except TelegramAPIError as error:
-                    log.warning("ended flash sale in %s not shown: %s", chat_id, error)
+        _chat_id, zone, locale = place
+        async with gate:  # the live-post editor logs any failure with its post
+            await ctx.live_posts.refresh_now(ctx.bot, round_post(ctx.bot, flash_round.id or 0, flash_round.group_id,
+                                                                 zone, locale))
 
     await asyncio.gather(*(show(r) for r in ended))
     if ended:

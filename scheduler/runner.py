@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.live_posts import LivePosts
 from models import boards, groups, shop
 from models.db import transaction, utcnow
 from models.points import load_group
@@ -42,6 +43,13 @@ class JobContext:
     bot: Bot
     sessionmaker: async_sessionmaker[AsyncSession]
     i18n: I18n
+    # the process's live-post editor (the dispatcher's, when the bot runs in the same process); one of its own
+    # when none is given (`qunbot scheduler`, tests)
+    live_posts: LivePosts = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.live_posts is None:
+            object.__setattr__(self, "live_posts", LivePosts(self.sessionmaker, self.i18n))
 
     @contextmanager
     def in_locale(self, locale: str | None) -> Iterator[None]:
@@ -206,8 +214,9 @@ JOBS: list[tuple[Job, Any]] = [
 ]
 
 
-def create_scheduler(bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> AsyncIOScheduler:
-    context = JobContext(bot, sessionmaker, i18n)
+def create_scheduler(bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
+                     live_posts: LivePosts | None = None) -> AsyncIOScheduler:
+    context = JobContext(bot, sessionmaker, i18n, live_posts)  # type: ignore[arg-type]
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                "misfire_grace_time": 60})
     for job, trigger in JOBS:
