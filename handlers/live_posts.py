@@ -105,7 +105,8 @@ class LivePost:
 def is_gone(error: TelegramBadRequest) -> bool:
     """Telegram's answer when the message to edit no longer exists (deleted) or is not the bot's to edit."""
     text = str(error).lower()
-    return "not found" in text or "can't be edited" in text or "message_id_invalid" in text
+    return any(words in text for words in ("message to edit not found", "message not found",
+                                           "message can't be edited", "message_id_invalid"))
 
 
 class _State:
