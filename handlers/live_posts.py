@@ -154,7 +154,7 @@ class LivePosts:
         if self._closed:
             log.warning("live post %s: change after close, not shown", post.key)
             return
-        post = self._located(post)
+        post = self._with_locale(post)
         state = self._active.get(post.key)
         if state is not None:
             state.post, state.bot, state.dirty = post, bot, True  # the latest description wins (locale, chat)
@@ -166,7 +166,7 @@ class LivePosts:
         """Bring the post up to date now (its state changed in a way members must see at once). True if it was
         edited or posted anew. Never raises: failures are logged like every other refresh."""
         self._touch(post.key)
-        return await self._refresh(bot, self._located(post)) == SENT
+        return await self._refresh(bot, self._with_locale(post)) == SENT
 
     async def drain(self) -> None:
         """Wait until every requested refresh is done, each at its own pace (tests)."""
@@ -191,7 +191,7 @@ class LivePosts:
         """Posts with a refresh on its way."""
         return len(self._active)
 
-    def _located(self, post: LivePost) -> LivePost:
+    def _with_locale(self, post: LivePost) -> LivePost:
         """The post with the language current where it was asked for, when it names none."""
         return post if post.locale is not None else replace(post, locale=self.i18n.current_locale)
 
