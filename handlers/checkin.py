@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc, require_admin, tier_label
 from handlers.live_posts import BUSY, Busy, LivePost, LivePosts, PostKind, Shown
-from models import boards, checkin, points, schedules
+from models import boards, checkin, groups, points, schedules
 from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
@@ -108,14 +108,14 @@ def board_post(bot: Bot, group: Group, day: date, locale: str | None) -> LivePos
     group_id, slot = group.id, day.isoformat()
 
     async def render(session: AsyncSession) -> Shown | Busy | None:
-        place = await session.get(Group, group_id, populate_existing=True)  # its chat may have moved
-        if place is None:
+        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
+        if chat_id is None:
             return None
         post = await boards.get_post(session, group_id, BOARD_KIND, slot)
         if post is not None and post.message_id is None:
             return BUSY  # being posted right now (the scheduler): edited once it is up
         snapshot = await boards.board_snapshot(session, group_id, day)
-        return Shown(place.chat_id, post.message_id if post else None, render_board(snapshot), board_keyboard())
+        return Shown(chat_id, post.message_id if post else None, render_board(snapshot), board_keyboard())
 
     async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | Busy | None:
         if replacing is None:

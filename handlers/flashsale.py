@@ -200,15 +200,15 @@ def round_post(bot: Bot, round_id: int, group_id: int, zone: str, locale: str | 
     (or the group moved) while the round is live."""
 
     async def render(session: AsyncSession) -> Shown | None:
-        group = await session.get(Group, group_id, populate_existing=True)  # its chat may have moved
+        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
         try:
             flash_round = await flashsale.get_round(session, round_id)
         except flashsale.RoundNotFound:
             return None
-        if group is None or flash_round.message_id is None:
+        if chat_id is None or flash_round.message_id is None:
             return None  # not posted yet: the scheduler posts it
         text, keyboard = render_round(flash_round, zone)
-        return Shown(group.chat_id, flash_round.message_id, text, keyboard, caption=bool(flash_round.photo_file_id))
+        return Shown(chat_id, flash_round.message_id, text, keyboard, caption=bool(flash_round.photo_file_id))
 
     async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
         flash_round = await flashsale.get_round(session, round_id)

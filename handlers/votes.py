@@ -36,7 +36,7 @@ from handlers.common import (
     tier_label,
 )
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
-from models import groupbuy, points, votes
+from models import groupbuy, groups, points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents
 from models.groups import Group
@@ -91,12 +91,12 @@ def live_post(bot: Bot, key: tuple[str, int], group_id: int, locale: str | None,
     (it was deleted, or the group moved)."""
 
     async def render(session: AsyncSession) -> Shown | None:
-        group = await session.get(Group, group_id, populate_existing=True)  # its chat may have moved
+        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
         shown = await show(session)
-        if group is None or shown is None or shown[0] is None:
+        if chat_id is None or shown is None or shown[0] is None:
             return None  # closed, or not posted: the poster (not the editor) sends it first
         message_id, text, markup = shown
-        return Shown(group.chat_id, message_id, text, markup)
+        return Shown(chat_id, message_id, text, markup)
 
     async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
         message = await bot.send_message(shown.chat_id, shown.text, reply_markup=shown.markup)
