@@ -27,8 +27,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, esc, require_admin
-from handlers.live_posts import LivePost, LivePosts
-from handlers.votes import clip, live_post, local_time, money, parse_duration, split_parts
+from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
+from handlers.votes import clip, local_time, money, parse_duration, split_parts
 from models import groupbuy, groups
 from models.db import utcnow
 from models.groupbuy import GroupBuy, parse_cents
@@ -98,6 +98,9 @@ def render_groupbuy(row: GroupBuy, zone: str) -> tuple[str, InlineKeyboardMarkup
     return "\n".join(lines), None
 
 
+POST = PostKind("groupbuy", 5.0)  # seconds between two edits of a group buy's post (its counts)
+
+
 def groupbuy_post(bot: Bot, groupbuy_id: int, group_id: int, zone: str, locale: str | None) -> LivePost:
     """The group buy's post, its counts kept up to date."""
 
@@ -110,7 +113,7 @@ def groupbuy_post(bot: Bot, groupbuy_id: int, group_id: int, zone: str, locale: 
     async def store(session: AsyncSession, message_id: int) -> None:
         await groupbuy.set_message(session, groupbuy_id, message_id)
 
-    return live_post(bot, ("groupbuy", groupbuy_id), group_id, locale, show, store)
+    return group_post(bot, ("groupbuy", groupbuy_id), POST, group_id, locale, show, store)
 
 
 async def post_groupbuy(bot: Bot, session: AsyncSession, chat_id: int, zone: str, row: GroupBuy) -> int:

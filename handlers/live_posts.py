@@ -36,6 +36,8 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.groups import chat_id_of
+
 log = logging.getLogger("qunbot.live_posts")
 
 MAX_POSTS = 10_000  # posts whose last shown state is remembered
@@ -100,6 +102,33 @@ class LivePost:
     locale: str | None = None
     repost: Repost | None = None
     forget: Forget | None = None
+
+
+# A group post's contents as its feature reads them: its stored message id (None: not posted yet), text and keyboard;
+# None once it is closed (its closing edited it for the last time).
+Contents = Callable[[AsyncSession], Awaitable["tuple[int | None, str, InlineKeyboardMarkup | None] | None"]]
+
+
+def group_post(bot: Bot, key: Hashable, kind: PostKind, group_id: int, locale: str | None, contents: Contents,
+               store: Callable[[AsyncSession, int], Awaitable[None]]) -> LivePost:
+    """The common live post: a text message in a group, whose message id its feature stores (a vote's tally, a
+    group buy's counts). Shown in the group's chat as it is now; posted again (and `store`d) when it was deleted
+    or the group moved. Its first post is its creator's, not the editor's."""
+
+    async def render(session: AsyncSession) -> Shown | None:
+        chat_id = await chat_id_of(session, group_id)  # it may have moved (a supergroup now)
+        shown = await contents(session)
+        if chat_id is None or shown is None or shown[0] is None:
+            return None
+        message_id, text, markup = shown
+        return Shown(chat_id, message_id, text, markup)
+
+    async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
+        message = await bot.send_message(shown.chat_id, shown.text, reply_markup=shown.markup)
+        await store(session, message.message_id)
+        return message.message_id
+
+    return LivePost(key, kind, render, locale=locale, repost=repost)
 
 
 def is_gone(error: TelegramBadRequest) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -35,8 +34,8 @@ from handlers.common import (
     require_admin,
     tier_label,
 )
-from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
-from models import groupbuy, groups, points, votes
+from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
+from models import groupbuy, points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents
 from models.groups import Group
@@ -81,29 +80,6 @@ class UsageError(Exception):
 
 # The vote's post is a live post (handlers/live_posts.py), shared in kind with group buys: edits coalesced.
 POST = PostKind("vote", EDIT_INTERVAL)
-
-
-def live_post(bot: Bot, key: tuple[str, int], group_id: int, locale: str | None,
-              show: Callable[[AsyncSession], Awaitable[tuple[int | None, str, InlineKeyboardMarkup | None] | None]],
-              store: Callable[[AsyncSession, int], Awaitable[None]]) -> LivePost:
-    """A post that shows live numbers in its group (vote tallies, group-buy counts): `show` gives its message id,
-    text and keyboard (None once it is closed: the closing edited it), `store` keeps the id of a post sent anew
-    (it was deleted, or the group moved)."""
-
-    async def render(session: AsyncSession) -> Shown | None:
-        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
-        shown = await show(session)
-        if chat_id is None or shown is None or shown[0] is None:
-            return None  # closed, or not posted: the poster (not the editor) sends it first
-        message_id, text, markup = shown
-        return Shown(chat_id, message_id, text, markup)
-
-    async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
-        message = await bot.send_message(shown.chat_id, shown.text, reply_markup=shown.markup)
-        await store(session, message.message_id)
-        return message.message_id
-
-    return LivePost(key, POST, render, locale=locale, repost=repost)
 
 
 # -- shared small helpers ------------------------------------------------------------------------------------------
@@ -272,7 +248,7 @@ def vote_post(bot: Bot, vote_id: int, group_id: int, zone: str, locale: str | No
     async def store(session: AsyncSession, message_id: int) -> None:
         await votes.set_message(session, vote_id, message_id)
 
-    return live_post(bot, ("vote", vote_id), group_id, locale, show, store)
+    return group_post(bot, ("vote", vote_id), POST, group_id, locale, show, store)
 
 
 async def announce_closing(bot: Bot, session: AsyncSession, chat_id: int, zone: str, result: votes.Tally) -> None:
