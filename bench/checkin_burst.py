@@ -24,7 +24,6 @@ from sqlalchemy import event, func, select, text
 
 from bench.rounds import CONCURRENCY, feed_all, paired_rounds
 from bot.settings import load_settings
-from handlers.checkin import BoardEditor
 from models.checkin import Checkin
 from models.db import create_all, create_engine, create_sessionmaker
 from tests.factories import BOT_USER, World
@@ -70,8 +69,7 @@ async def main(members: int, database: str) -> None:
         await create_all(engine)
         settings = load_settings(_env_file=None, bot_token="4200:BENCH-TOKEN-abcdefghij")
         world = World(settings, create_sessionmaker(engine))
-        editor = BoardEditor(world.bot, world.sessionmaker, world.runtime.i18n)
-        world.dp.workflow_data["board_editor"] = editor
+        editor = world.live_posts  # the runtime's, at the board's own pace
         chat = world.group("Bench")
         await world.send(chat, world.user("Owner"), "hello")  # the group row exists
 
@@ -88,8 +86,7 @@ async def main(members: int, database: str) -> None:
         async with world.sessionmaker() as session:
             checkins = await session.scalar(select(func.count()).select_from(Checkin))
             distinct = await session.scalar(select(func.count(func.distinct(Checkin.user_id))))
-        for task in list(editor.pending.values()):
-            task.cancel()
+        await editor.close(flush=False)
         await world.close()
         await engine.dispose()
 

@@ -29,7 +29,7 @@ from aiogram.types import CallbackQuery, Message, Update, User
 from sqlalchemy import event, func, select, text
 
 from bot.settings import load_settings
-from handlers.flashsale import FlashGrab, PostEditor
+from handlers.flashsale import FlashGrab
 from models import flashsale, groups, schedules
 from models.db import create_all, create_engine, create_sessionmaker, utcnow
 from models.flashsale import FlashOrder, FlashRound
@@ -108,8 +108,7 @@ async def main(presses: int, stock: int, members: int, database: str) -> None:
         settings = load_settings(_env_file=None, bot_token="4200:BENCH-TOKEN-abcdefghij")
         world = World(settings, create_sessionmaker(engine))
         i18n = world.runtime.i18n
-        editor = PostEditor(world.bot, world.sessionmaker, i18n)
-        world.dp.workflow_data["flash_editor"] = editor
+        editor = world.live_posts  # the runtime's, at the sale post's own pace
         owner = world.user("Owner")
         chat = world.group("Bench", owner=owner)
         await world.send(chat, owner, "hello")  # the group row exists
@@ -150,8 +149,7 @@ async def main(presses: int, stock: int, members: int, database: str) -> None:
             orders = await session.scalar(select(func.count()).select_from(FlashOrder))
             distinct = await session.scalar(select(func.count(func.distinct(FlashOrder.user_id))))
             left = await session.scalar(select(FlashRound.stock).where(FlashRound.id == round_id))
-        for task in list(editor.running):
-            task.cancel()
+        await editor.close(flush=False)
         await world.close()
         await engine.dispose()
 

@@ -22,6 +22,8 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.flashsale import SoldOutRounds
 from handlers.invites import InviteWatch
+from handlers.live_posts import LivePosts
+from handlers.membership import move_group
 from handlers.moderation import ModerationState
 from handlers.newcomers import Lobby
 from handlers.points import ChatQuiet, TierAnnouncer
@@ -58,7 +60,7 @@ def create_bot(
     async def chat_moved(old_chat_id: int, new_chat_id: int) -> None:
         if sessionmaker is not None:
             async with sessionmaker() as db:
-                await groups.migrate_group(db, old_chat_id, new_chat_id)
+                await move_group(db, old_chat_id, new_chat_id)
 
     session.middleware(FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved))
     return Bot(
@@ -97,6 +99,7 @@ def create_runtime(
         chat_quiet=ChatQuiet(),
         sold_out=SoldOutRounds(),
         lobby=Lobby(sessionmaker, i18n),
+        live_posts=LivePosts(sessionmaker, i18n),
     )
 
 
@@ -117,6 +120,7 @@ def create_dispatcher(runtime: Runtime, *, storage: BaseStorage | None = None) -
         settings=runtime.settings,
         sessionmaker=runtime.sessionmaker,
         i18n=runtime.i18n,
+        live_posts=runtime.live_posts,
     )
     register_middlewares(dp, runtime)
     install_pipeline(dp, handlers.install(dp))

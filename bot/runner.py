@@ -96,6 +96,7 @@ async def run(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            await runtime.live_posts.close()  # what members changed last is shown before the bot goes
     finally:
         if bot is not None:
             await bot.session.close()
@@ -160,11 +161,13 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
         await upgrade_to_head(engine)
         sessionmaker = create_sessionmaker(engine)
         bot = create_bot(settings, sessionmaker=sessionmaker)
-        scheduler = create_scheduler(bot, create_runtime(settings, sessionmaker))
+        runtime = create_runtime(settings, sessionmaker)
+        scheduler = create_scheduler(bot, runtime)
         scheduler.start()
         log.info("scheduler running")
         await stop.wait()
         scheduler.shutdown(wait=False)
+        await runtime.live_posts.close()
     finally:
         if bot is not None:
             await bot.session.close()

@@ -26,6 +26,7 @@ from models.points import ChatDesk
 if TYPE_CHECKING:  # the parts' classes live with the features that use them; the factory builds them
     from handlers.flashsale import SoldOutRounds
     from handlers.invites import InviteWatch
+    from handlers.live_posts import LivePosts
     from handlers.moderation import ModerationState
     from handlers.newcomers import Lobby
     from handlers.points import ChatQuiet, TierAnnouncer
@@ -54,8 +55,8 @@ class Runtime:
     sold_out: SoldOutRounds  # flash-sale rounds known to be sold out, answered from memory
     lobby: Lobby  # newcomers' combined welcome/captcha post per group, and the individual-message budget
 
-    # -- live posts (boards, tallies, sales, the shop): the one live-post editor belongs here ------------------
-    # (it is being unified from votes/flashsale/lottery PostEditor, checkin.BoardEditor and the shop's edits)
+    # -- live posts (boards, tallies, sales, the shop, pinned leaderboards): edited in place, coalesced -------
+    live_posts: LivePosts  # handlers/live_posts.py; handlers also find it as `live_posts`
 
     # Untouched database sessions kept for the next updates (bot/middlewares.py: most updates never use theirs).
     spare_sessions: list[AsyncSession] = field(default_factory=list)

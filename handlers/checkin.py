@@ -8,16 +8,14 @@ so a 10,000-member morning rush costs the group a handful of edits, not 10,000 r
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import functools
 import logging
-import time
 from datetime import date
 from typing import TYPE_CHECKING
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -25,11 +23,12 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.live_posts import BUSY, Busy, LivePost, LivePosts, PostKind, Shown
 from handlers.switchboard import IN_GROUP, Blueprint
-from models import boards, checkin, points, schedules
+from models import boards, checkin, groups, points, schedules
 from models.clock import local_day
 from models.db import utcnow
 from models.groups import Group
@@ -46,7 +45,7 @@ COMMANDS = [
     CommandInfo("checkin", __("Check in for today (also: 签到, 打卡); /checkin info shows your month"), "member"),
 ]
 
-BOARD_KIND = "checkin_board"
+BOARD_KIND = boards.CHECKIN_BOARD
 BOARD_EDIT_INTERVAL = 10.0  # seconds between edits of one board: at most 6 of the group's 20 messages a minute
 BADGE_NAMES = {
     "streak_7": __("7-day streak"),
@@ -104,56 +103,34 @@ def render_result(result: checkin.CheckinResult, rules: points.PointsRules) -> s
     return "\n".join(lines)
 
 
-class BoardEditor:
-    """Coalesces board edits: many check-ins in a burst become one edit per BOARD_EDIT_INTERVAL per board."""
-
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                 interval: float = BOARD_EDIT_INTERVAL) -> None:
-        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
-        self.pending: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self.last_edit: dict[tuple[int, int], float] = {}
-        self.posted: dict[tuple[int, date], int] = {}  # (group id, day) -> the board's message id, once known
-        self.running: set[asyncio.Task[None]] = set()  # edits under way (no longer pending)
-
-    def request(self, chat_id: int, message_id: int, group_id: int, day: date, locale: str) -> None:
-        key = (chat_id, message_id)
-        if key in self.pending:
-            return  # an edit is already on its way and will show this check-in too
-        delay = max(0.0, self.last_edit.get(key, 0.0) + self.interval - time.monotonic())
-        task = self.pending[key] = asyncio.create_task(self._edit_later(key, group_id, day, locale, delay))
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
-
-    async def _edit_later(self, key: tuple[int, int], group_id: int, day: date, locale: str, delay: float) -> None:
-        try:
-            await asyncio.sleep(delay)
-            self.pending.pop(key, None)  # check-ins from now on schedule the next edit
-            self.last_edit[key] = time.monotonic()
-            async with self.sessionmaker() as session:
-                snapshot = await boards.board_snapshot(session, group_id, day)
-            with self.i18n.context(), self.i18n.use_locale(locale):
-                text, markup = render_board(snapshot), board_keyboard()
-            await edit_in_place(self.bot, key[0], key[1], text, markup)
-        except TelegramBadRequest as error:
-            if "not modified" not in str(error):
-                log.warning("board %s not edited: %s", key, error)
-        except TelegramAPIError as error:
-            log.warning("board %s not edited: %s", key, error)
-        finally:
-            self.pending.pop(key, None)
-
-    async def drain(self) -> None:
-        """Wait for pending edits (tests, shutdown)."""
-        while self.running:
-            await asyncio.gather(*list(self.running), return_exceptions=True)
+BOARD = PostKind(BOARD_KIND, BOARD_EDIT_INTERVAL)
 
 
-def board_editor(dispatcher_data: dict, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession],
-                 i18n: I18n) -> BoardEditor:
-    editor = dispatcher_data.get("board_editor")
-    if editor is None:
-        editor = dispatcher_data["board_editor"] = BoardEditor(bot, sessionmaker, i18n)
-    return editor
+def board_post(bot: Bot, group: Group, day: date, locale: str | None) -> LivePost:
+    """Today's board as a live post: shows the day's check-ins; posted by the first change if the scheduler has
+    not posted it (or again if it was deleted, or the group moved to a supergroup)."""
+    assert group.id is not None
+    group_id, slot = group.id, day.isoformat()
+
+    async def render(session: AsyncSession) -> Shown | Busy | None:
+        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
+        if chat_id is None:
+            return None
+        post = await boards.get_post(session, group_id, BOARD_KIND, slot)
+        if post is not None and post.message_id is None:
+            return BUSY  # being posted right now (the scheduler): edited once it is up
+        snapshot = await boards.board_snapshot(session, group_id, day)
+        return Shown(chat_id, post.message_id if post else None, render_board(snapshot), board_keyboard())
+
+    async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | Busy | None:
+        if replacing is None:
+            message_id = await post_board(bot, session, shown.chat_id, group_id, day)
+            return BUSY if message_id is None else message_id  # None: the scheduler claimed it first
+        message = await bot.send_message(shown.chat_id, shown.text, reply_markup=shown.markup)
+        await boards.set_post_message(session, group_id, BOARD_KIND, slot, message.message_id)
+        return message.message_id
+
+    return LivePost(("checkin_board", group_id, slot), BOARD, render, locale=locale, repost=repost)
 
 
 async def post_board(bot: Bot, session: AsyncSession, chat_id: int, group_id: int, day: date) -> int | None:
@@ -171,21 +148,9 @@ async def post_board(bot: Bot, session: AsyncSession, chat_id: int, group_id: in
     return message.message_id
 
 
-async def show_on_board(bot: Bot, session: AsyncSession, group: Group, day: date, dispatcher: object,
-                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
-    """Make today's board reflect a new check-in: post it if today has none, else edit it (coalesced)."""
-    assert group.id is not None
-    editor = board_editor(dispatcher.workflow_data, bot, sessionmaker, i18n)  # type: ignore[attr-defined]
-    message_id = editor.posted.get((group.id, day))
-    if message_id is None:
-        post = await boards.get_post(session, group.id, BOARD_KIND, day.isoformat())
-        if post is None:
-            await post_board(bot, session, group.chat_id, group.id, day)
-            return
-        if post.message_id is None:
-            return  # being posted right now by someone else; it will show this check-in
-        message_id = editor.posted[(group.id, day)] = post.message_id
-    editor.request(group.chat_id, message_id, group.id, day, group.locale or i18n.default_locale)  # a shared post
+def show_on_board(bot: Bot, group: Group, day: date, live_posts: LivePosts, i18n: I18n) -> None:
+    """Make the day's board reflect a new check-in (posted if the day has none yet; edits coalesced)."""
+    live_posts.request(bot, board_post(bot, group, day, group.locale or i18n.default_locale))
 
 
 def is_checkin_keyword(message: Message, group: Group | None = None) -> bool:
@@ -203,11 +168,10 @@ def _folded(keywords: tuple[str, ...]) -> frozenset[str]:
 
 @router.message(Command("checkin"))
 async def checkin_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
-                          group: Group, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
-                          i18n: I18n) -> None:
+                          group: Group, live_posts: LivePosts, i18n: I18n) -> None:
     args = (command.args or "").split()
     if not args:
-        await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+        await do_checkin(message, bot, session, group, live_posts, i18n)
     elif args[0] in ("info", "calendar", "日历"):
         await show_calendar(message, session, group)
     elif args[0] in ("makeup", "补签"):
@@ -230,33 +194,34 @@ def usage() -> str:
 
 
 @router.message(is_checkin_keyword)
-async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
-    await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, live_posts: LivePosts,
+                          i18n: I18n) -> None:
+    await do_checkin(message, bot, session, group, live_posts, i18n)
 
 
-async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                     sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, live_posts: LivePosts,
+                     i18n: I18n) -> None:
     if message.from_user is None or message.sender_chat is not None:
         return  # channels and anonymous admins have no points
     assert group.id is not None
     now = utcnow()
     result = await checkin.check_in(session, group.id, message.from_user.id, now=now)
     if result.already:
-        return  # already on today's board; saying so in the group would only add noise
-    await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
+        # the board does not change: the member still hears that it counted (their streak), in one reply
+        await message.reply(render_result(result, points.rules_of(group)))
+        return
+    show_on_board(bot, group, local_day(now, group.timezone), live_posts, i18n)
 
 
 @router.callback_query(CheckinPress.filter(), IN_GROUP)
-async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, runtime: Runtime) -> None:
+async def checkin_press(query: CallbackQuery, bot: Bot, group: Group, runtime: Runtime) -> None:
     assert group.id is not None
     now = utcnow()
     result = await runtime.checkins.check_in(group.id, query.from_user.id, now=now, group=group)
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:
-        await show_on_board(bot, session, group, result.day, dispatcher, sessionmaker, i18n)
+        show_on_board(bot, group, result.day, runtime.live_posts, runtime.i18n)
 
 
 async def show_calendar(message: Message, session: AsyncSession, group: Group) -> None:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from typing import Literal
-from weakref import WeakKeyDictionary
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, User
+from aiogram.types import CallbackQuery, Chat, Message, User
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
@@ -113,35 +111,4 @@ def tier_label(rules: PointsRules, key: str) -> str:
             return tier.name
     default = TIER_NAMES.get(key)
     return str(default) if default is not None else key
-
-
-# What each live post last showed, per bot connection (Bot objects compare by token, and tests and the demo run
-# several bots with one token in one process).
-_shown: WeakKeyDictionary[object, dict[tuple[int, int], str]] = WeakKeyDictionary()
-SHOWN_MAX = 50_000
-
-
-async def edit_in_place(
-    bot: Bot, chat_id: int, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *,
-    caption: bool = False,
-) -> bool:
-    """Edit a post the bot keeps up to date (a board, a tally, a sale). False when it already shows this: the
-    edit is not sent at all, since Telegram would refuse it as "not modified" and it would still cost one of the
-    group's 20 messages a minute. Other Telegram errors are raised."""
-    shown = _shown.setdefault(bot.session, {})
-    signature = text + (markup.model_dump_json() if markup is not None else "")
-    if shown.get((chat_id, message_id)) == signature:
-        return False
-    try:
-        if caption:
-            await bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup)
-        else:
-            await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup)
-    except TelegramBadRequest as error:
-        if "not modified" not in str(error):
-            raise
-    if len(shown) >= SHOWN_MAX:
-        shown.clear()
-    shown[(chat_id, message_id)] = signature
-    return True
 

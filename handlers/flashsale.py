@@ -9,19 +9,17 @@ most once every EDIT_INTERVAL seconds per post, and shows "sold out" and "ended"
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
 import re
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
@@ -29,9 +27,10 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, edit_in_place, esc, require_admin
+from handlers.common import CommandInfo, esc, require_admin
+from handlers.live_posts import LivePost, PostKind, Shown
 from handlers.switchboard import IN_GROUP, Blueprint, Keywords
 from models import flashsale, groups, schedules
 from models.db import utcnow
@@ -197,67 +196,31 @@ async def post_notice(bot: Bot, chat_id: int, product: FlashProduct, sale: Flash
     return message.message_id
 
 
-async def edit_post(bot: Bot, chat_id: int, flash_round: FlashRound, zone: str) -> None:
-    """Show the round as it is now on its post (text or photo caption)."""
-    if flash_round.message_id is None:
-        return
-    text, keyboard = render_round(flash_round, zone)
-    try:
-        await edit_in_place(bot, chat_id, flash_round.message_id, text, keyboard,
-                            caption=bool(flash_round.photo_file_id))
-    except TelegramBadRequest as error:
-        log.warning("flash post %s/%s not edited: %s", chat_id, flash_round.message_id, error)
+POST = PostKind("flash_sale", EDIT_INTERVAL)
 
 
-class PostEditor:
-    """Coalesces edits of sale posts: a burst of grabs becomes one edit per EDIT_INTERVAL per post, and the
-    last edit always shows the latest stock (it reads the round when it runs)."""
+def round_post(bot: Bot, round_id: int, group_id: int, zone: str, locale: str | None) -> LivePost:
+    """The round's post (text, or a photo's caption), its stock kept up to date. Posted again if it was deleted
+    (or the group moved) while the round is live."""
 
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                 interval: float = EDIT_INTERVAL) -> None:
-        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
-        self.pending: dict[int, asyncio.Task[None]] = {}  # edits not started yet, by round
-        self.running: set[asyncio.Task[None]] = set()  # every edit task until it is done
-        self.last_edit: dict[int, float] = {}
-
-    def request(self, chat_id: int, round_id: int, zone: str, locale: str) -> None:
-        if round_id in self.pending:
-            return  # an edit is on its way and will show this change too
-        delay = max(0.0, self.last_edit.get(round_id, 0.0) + self.interval - time.monotonic())
-        task = asyncio.create_task(self._edit_later(chat_id, round_id, zone, locale, delay))
-        self.pending[round_id] = task
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
-        if len(self.last_edit) > 10_000:  # forget posts not edited for a while
-            cutoff = time.monotonic() - 10 * self.interval
-            for key in [k for k, at in self.last_edit.items() if at < cutoff]:
-                del self.last_edit[key]
-
-    async def _edit_later(self, chat_id: int, round_id: int, zone: str, locale: str, delay: float) -> None:
+    async def render(session: AsyncSession) -> Shown | None:
+        chat_id = await groups.chat_id_of(session, group_id)  # it may have moved (a supergroup now)
         try:
-            await asyncio.sleep(delay)
-            self.pending.pop(round_id, None)  # changes from now on schedule the next edit
-            self.last_edit[round_id] = time.monotonic()
-            async with self.sessionmaker() as session:
-                flash_round = await flashsale.get_round(session, round_id)
-            with self.i18n.context(), self.i18n.use_locale(locale):
-                await edit_post(self.bot, chat_id, flash_round, zone)
-        except (TelegramAPIError, flashsale.RoundNotFound) as error:
-            log.warning("flash post of round %s not edited: %s", round_id, error)
-        finally:
-            self.pending.pop(round_id, None)
+            flash_round = await flashsale.get_round(session, round_id)
+        except flashsale.RoundNotFound:
+            return None
+        if chat_id is None or flash_round.message_id is None:
+            return None  # not posted yet: the scheduler posts it
+        text, keyboard = render_round(flash_round, zone)
+        return Shown(chat_id, flash_round.message_id, text, keyboard, caption=bool(flash_round.photo_file_id))
 
-    async def drain(self) -> None:
-        """Wait for pending edits (tests, shutdown)."""
-        while self.running:
-            await asyncio.gather(*list(self.running), return_exceptions=True)
+    async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
+        flash_round = await flashsale.get_round(session, round_id)
+        if flash_round.status != "live":
+            return None  # an ended sale's post is not worth a new message
+        return await post_round(bot, session, shown.chat_id, flash_round, zone)
 
-
-def post_editor(dispatcher: Any, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> PostEditor:
-    editor = dispatcher.workflow_data.get("flash_editor")
-    if editor is None:
-        editor = dispatcher.workflow_data["flash_editor"] = PostEditor(bot, sessionmaker, i18n)
-    return editor
+    return LivePost(("flash_sale", round_id), POST, render, locale=locale, repost=repost)
 
 
 # -- grabbing --------------------------------------------------------------------------------------------------
@@ -331,8 +294,7 @@ class Place:
 
 @router.callback_query(FlashGrab.filter(), IN_GROUP)
 async def grab_press(query: CallbackQuery, callback_data: FlashGrab, bot: Bot, session: AsyncSession, group: Group,
-                     dispatcher: Any, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                     runtime: Runtime) -> None:
+                     i18n: I18n, runtime: Runtime) -> None:
     assert group.id is not None
     place = Place(group.id, group.chat_id, group.timezone, group.title, group.locale or i18n.default_locale)
     round_id, user_id = callback_data.round_id, query.from_user.id
@@ -376,7 +338,7 @@ async def grab_press(query: CallbackQuery, callback_data: FlashGrab, bot: Bot, s
     hint = _("A copy is in our private chat.") if private else _("Start a private chat with me to keep it.")
     await query.answer(clip(_("✅ Got it! Order {code}\nTo pay: {price}\nShow this code to the shop. {hint}").format(
         code=order.code, price=pay, hint=hint), ALERT_MAX), show_alert=True)
-    post_editor(dispatcher, bot, sessionmaker, i18n).request(place.chat_id, round_id, place.timezone, place.locale)
+    runtime.live_posts.request(bot, round_post(bot, round_id, place.group_id, place.timezone, place.locale))
     if result.stock_left == 0:
         await sold_out.learn(session, round_id)
     if private:
@@ -644,7 +606,7 @@ async def flashsale_command(message: Message, command: CommandObject, bot: Bot, 
             _cancelled, ended = await flashsale.cancel_sale(session, gid, sale_id)
             for flash_round in ended:
                 runtime.sold_out.forget(flash_round.id or 0)
-                await edit_post(bot, message.chat.id, flash_round, zone)
+                await runtime.live_posts.refresh_now(bot, round_post(bot, flash_round.id or 0, gid, zone, group.locale))
             await message.reply(_("Flash sale #{id} is cancelled.").format(id=sale_id))
         else:
             await send_orders(message, rest, bot, session, gid, zone)

@@ -24,11 +24,12 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc, require_admin
+from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
-from handlers.votes import Render, clip, local_time, money, parse_duration, post_editor, split_parts
+from handlers.votes import clip, local_time, money, parse_duration, split_parts
 from models import groupbuy, groups
 from models.db import utcnow
 from models.groupbuy import GroupBuy, parse_cents
@@ -98,14 +99,22 @@ def render_groupbuy(row: GroupBuy, zone: str) -> tuple[str, InlineKeyboardMarkup
     return "\n".join(lines), None
 
 
-def renderer(groupbuy_id: int, zone: str) -> Render:
-    async def render(session: AsyncSession) -> tuple[str, InlineKeyboardMarkup | None] | None:
+POST = PostKind("groupbuy", 5.0)  # seconds between two edits of a group buy's post (its counts)
+
+
+def groupbuy_post(bot: Bot, groupbuy_id: int, group_id: int, zone: str, locale: str | None) -> LivePost:
+    """The group buy's post, its counts kept up to date."""
+
+    async def show(session: AsyncSession) -> tuple[int | None, str, InlineKeyboardMarkup | None] | None:
         row = await groupbuy.get_groupbuy(session, groupbuy_id)
         if row.status != "open":
             return None  # announce_closing showed the final state
-        return render_groupbuy(row, zone)
+        return (row.message_id, *render_groupbuy(row, zone))
 
-    return render
+    async def store(session: AsyncSession, message_id: int) -> None:
+        await groupbuy.set_message(session, groupbuy_id, message_id)
+
+    return group_post(bot, ("groupbuy", groupbuy_id), POST, group_id, locale, show, store)
 
 
 async def post_groupbuy(bot: Bot, session: AsyncSession, chat_id: int, zone: str, row: GroupBuy) -> int:
@@ -350,7 +359,7 @@ async def list_groupbuys(message: Message, session: AsyncSession, group: Group) 
 
 @router.callback_query(GroupBuyPress.filter(), IN_GROUP)
 async def press(query: CallbackQuery, callback_data: GroupBuyPress, bot: Bot, session: AsyncSession, group: Group,
-                dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+                live_posts: LivePosts, i18n: I18n) -> None:
     gid, zone, chat_id, title = group_id(group), group.timezone, group.chat_id, group.title
     user_id, groupbuy_id = query.from_user.id, callback_data.groupbuy_id
     result: groupbuy.JoinResult | None = None
@@ -377,9 +386,7 @@ async def press(query: CallbackQuery, callback_data: GroupBuyPress, bot: Bot, se
         await answer_join(query, bot, session, result, title, zone)
         if result.status == "same":
             return
-    if query.message is not None:
-        editor = post_editor(dispatcher, bot, sessionmaker, i18n)
-        editor.request(chat_id, query.message.message_id, i18n.current_locale, renderer(groupbuy_id, zone))
+    live_posts.request(bot, groupbuy_post(bot, groupbuy_id, gid, zone, i18n.current_locale))
     if result is not None and result.reached:
         await announce_success(bot, chat_id, zone, result.groupbuy)
     if result is not None and result.closing is not None:

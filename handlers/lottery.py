@@ -10,10 +10,8 @@ answered privately (alerts; a private message for keyword entries when the membe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
 from datetime import datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
@@ -28,9 +26,10 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint
 from models import groups, lottery, points, shop
 from models.db import utcnow
@@ -192,60 +191,36 @@ async def current_post(session: AsyncSession, lottery_id: int) -> tuple[str, Inl
     return text, keyboard, place
 
 
-async def edit_post_now(bot: Bot, session: AsyncSession, lottery_id: int) -> None:
-    """Bring the lottery's post up to date at once (state changes: drawn, cancelled, rerolled)."""
-    text, keyboard, place = await current_post(session, lottery_id)
-    if place.message_id is None:
-        return
-    try:
-        await edit_in_place(bot, place.chat_id, place.message_id, text, keyboard)
-    except TelegramAPIError as error:
-        log.warning("lottery post %s not edited: %s", lottery_id, error)
+POST = PostKind("lottery", EDIT_INTERVAL)
 
 
-class PostEditor:
-    """Coalesces edits of lottery posts: a burst of entries becomes one edit per EDIT_INTERVAL per post."""
+def lottery_post(bot: Bot, lottery_id: int, locale: str | None = None) -> LivePost:
+    """The lottery's post, its entrants (and after the draw, its result) kept up to date; posted again if it was
+    deleted (or the group moved) while the lottery is open."""
 
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                 interval: float = EDIT_INTERVAL) -> None:
-        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
-        self.pending: dict[int, asyncio.Task[None]] = {}  # not started yet: new entries join these
-        self.running: set[asyncio.Task[None]] = set()
-        self.last_edit: dict[int, float] = {}
-
-    def request(self, lottery_id: int, locale: str) -> None:
-        if lottery_id in self.pending:
-            return  # an edit is on its way and will show this entry too
-        delay = max(0.0, self.last_edit.get(lottery_id, 0.0) + self.interval - time.monotonic())
-        task = self.pending[lottery_id] = asyncio.create_task(self._edit_later(lottery_id, locale, delay))
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
-
-    async def _edit_later(self, lottery_id: int, locale: str, delay: float) -> None:
+    async def render(session: AsyncSession) -> Shown | None:
         try:
-            await asyncio.sleep(delay)
-            self.pending.pop(lottery_id, None)  # entries from now on schedule the next edit
-            self.last_edit[lottery_id] = time.monotonic()
-            async with self.sessionmaker() as session:
-                with self.i18n.context(), self.i18n.use_locale(locale):
-                    await edit_post_now(self.bot, session, lottery_id)
-        except Exception:  # a background edit must never crash the loop
-            log.exception("lottery post %s not refreshed", lottery_id)
-        finally:
-            self.pending.pop(lottery_id, None)
+            text, keyboard, place = await current_post(session, lottery_id)
+        except lottery.LotteryNotFound:
+            return None
+        if place.message_id is None:
+            return None  # not posted yet: its creator posts it
+        return Shown(place.chat_id, place.message_id, text, keyboard)
 
-    async def drain(self) -> None:
-        """Wait for pending edits (tests, shutdown)."""
-        while self.running:
-            await asyncio.gather(*list(self.running), return_exceptions=True)
+    async def repost(session: AsyncSession, shown: Shown, replacing: int | None) -> int | None:
+        place = await lottery.place_of(session, lottery_id)
+        if (await lottery.get_lottery(session, place.group_id, lottery_id)).status != "open":
+            return None  # a finished lottery's post is not worth a new message
+        message = await bot.send_message(shown.chat_id, shown.text, reply_markup=shown.markup)
+        await lottery.set_post_message(session, lottery_id, message.message_id)
+        return message.message_id
+
+    return LivePost(("lottery", lottery_id), POST, render, locale=locale, repost=repost)
 
 
-def post_editor(dispatcher: object, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> PostEditor:
-    data = dispatcher.workflow_data  # type: ignore[attr-defined]
-    editor = data.get("lottery_editor")
-    if editor is None:
-        editor = data["lottery_editor"] = PostEditor(bot, sessionmaker, i18n)
-    return editor
+async def edit_post_now(bot: Bot, live_posts: LivePosts, lottery_id: int) -> None:
+    """Bring the lottery's post up to date at once (state changes: drawn, cancelled, rerolled)."""
+    await live_posts.refresh_now(bot, lottery_post(bot, lottery_id))
 
 
 # -- publishing a draw (also used by the scheduler) ------------------------------------------------------------
@@ -271,12 +246,12 @@ def result_caption(result: lottery.DrawResult) -> str:
     return caption if len(caption) <= CAPTION_MAX else caption[: CAPTION_MAX - 1] + "…"
 
 
-async def publish_draw(bot: Bot, session: AsyncSession, result: lottery.DrawResult) -> None:
+async def publish_draw(bot: Bot, session: AsyncSession, result: lottery.DrawResult, live_posts: LivePosts) -> None:
     """Show a finished draw: the post edited to the result (seed revealed), and one message replying to it
     with the winners and the frozen entrant list attached (the exact bytes whose SHA-256 is published)."""
     lot = result.lottery
     assert lot.id is not None
-    await edit_post_now(bot, session, lot.id)
+    await edit_post_now(bot, live_posts, lot.id)
     place = await lottery.place_of(session, lot.id)
     if not result.winners:
         return
@@ -288,20 +263,22 @@ async def publish_draw(bot: Bot, session: AsyncSession, result: lottery.DrawResu
         log.warning("lottery %s result not sent: %s", lot.id, error)
 
 
-async def draw_and_publish(bot: Bot, session: AsyncSession, lottery_id: int, *, force: bool = False) -> bool:
+async def draw_and_publish(bot: Bot, session: AsyncSession, lottery_id: int, live_posts: LivePosts, *,
+                           force: bool = False) -> bool:
     """Draw if due (once, whoever calls first) and publish. False if there was nothing to draw."""
     result = await lottery.draw_lottery(session, lottery_id, force=force)
     if result is None:
         return False
-    await publish_draw(bot, session, result)
+    await publish_draw(bot, session, result, live_posts)
     return True
 
 
-async def announce_reroll(bot: Bot, session: AsyncSession, result: lottery.RerollResult, *, expired: bool) -> None:
+async def announce_reroll(bot: Bot, session: AsyncSession, result: lottery.RerollResult, live_posts: LivePosts, *,
+                          expired: bool) -> None:
     """One short message replying to the post, and the post brought up to date."""
     lot = result.lottery
     assert lot.id is not None
-    await edit_post_now(bot, session, lot.id)
+    await edit_post_now(bot, live_posts, lot.id)
     place = await lottery.place_of(session, lot.id)
     old = mention(result.replaced.user_id, result.replaced.name)
     if expired:
@@ -442,7 +419,7 @@ async def lottery_in_private(message: Message) -> None:
 
 @router.message(Command("lottery"), IN_GROUP)
 async def lottery_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group,
-                          dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+                          live_posts: LivePosts) -> None:
     words = (command.args or "").strip().split(maxsplit=1)
     sub = words[0].lower() if words else ""
     rest = words[1] if len(words) > 1 else ""
@@ -451,7 +428,7 @@ async def lottery_command(message: Message, command: CommandObject, bot: Bot, se
     elif sub == "new":
         await new_lottery(message, rest, bot, session, group)
     elif sub in ("cancel", "draw", "reroll"):
-        await admin_action(message, sub, rest, bot, session, group)
+        await admin_action(message, sub, rest, bot, session, group, live_posts)
     else:
         await message.reply(usage())
 
@@ -508,7 +485,8 @@ def parse_id(raw: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-async def admin_action(message: Message, sub: str, rest: str, bot: Bot, session: AsyncSession, group: Group) -> None:
+async def admin_action(message: Message, sub: str, rest: str, bot: Bot, session: AsyncSession, group: Group,
+                       live_posts: LivePosts) -> None:
     if not await require_admin(bot, message):
         return
     assert group.id is not None
@@ -524,16 +502,16 @@ async def admin_action(message: Message, sub: str, rest: str, bot: Bot, session:
         lot = await lottery.get_lottery(session, group_id, lottery_id)
         if sub == "cancel":
             _lot, refunded = await lottery.cancel_lottery(session, group_id, lottery_id, actor or 0)
-            await edit_post_now(bot, session, lottery_id)
+            await edit_post_now(bot, live_posts, lottery_id)
             await message.reply(_("Lottery #{id} is cancelled; {count} entry payments refunded.").format(
                 id=lottery_id, count=refunded))
         elif sub == "draw":
-            if lot.status != "open" or not await draw_and_publish(bot, session, lottery_id, force=True):
+            if lot.status != "open" or not await draw_and_publish(bot, session, lottery_id, live_posts, force=True):
                 await message.reply(_("Lottery #{id} is not open.").format(id=lottery_id))
         else:
             assert pick is not None
             result = await lottery.reroll(session, group_id, lottery_id, pick, actor_id=actor)
-            await announce_reroll(bot, session, result, expired=False)
+            await announce_reroll(bot, session, result, live_posts, expired=False)
     except lottery.LotteryNotFound:
         await message.reply(_("There is no lottery #{id} in this group.").format(id=lottery_id))
     except lottery.LotteryClosed:
@@ -571,8 +549,8 @@ def refusal(error: Exception, rules: points.PointsRules, cost: int) -> str:
     return _("This lottery is closed.")
 
 
-async def enter(bot: Bot, session: AsyncSession, lottery_id: int, user_id: int, dispatcher: object,
-                sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> tuple[str, bool]:
+async def enter(bot: Bot, session: AsyncSession, lottery_id: int, user_id: int, live_posts: LivePosts,
+                i18n: I18n) -> tuple[str, bool]:
     """Enter the member; (what to tell them, whether it worked). Draws at once when this entry fills it."""
     place = await lottery.place_of(session, lottery_id)
     lot = await lottery.get_lottery(session, place.group_id, lottery_id)
@@ -584,9 +562,9 @@ async def enter(bot: Bot, session: AsyncSession, lottery_id: int, user_id: int, 
     if not result.entered:
         return _("You have already entered lottery #{id}. Good luck!").format(id=lottery_id), True
     if result.full:
-        await draw_and_publish(bot, session, lottery_id)
+        await draw_and_publish(bot, session, lottery_id, live_posts)
     else:
-        post_editor(dispatcher, bot, sessionmaker, i18n).request(lottery_id, i18n.current_locale)
+        live_posts.request(bot, lottery_post(bot, lottery_id, i18n.current_locale))
     text = _("✅ You are in lottery #{id}! Entrants: {count}.").format(id=lottery_id, count=result.count)
     if result.cost:
         text += " " + _("−{cost} points.").format(cost=result.cost)
@@ -595,8 +573,7 @@ async def enter(bot: Bot, session: AsyncSession, lottery_id: int, user_id: int, 
 
 @router.callback_query(LotteryEnter.filter(), IN_GROUP)
 async def enter_press(query: CallbackQuery, callback_data: LotteryEnter, bot: Bot, session: AsyncSession,
-                      group: Group | None, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
-                      i18n: I18n) -> None:
+                      group: Group | None, live_posts: LivePosts, i18n: I18n) -> None:
     if group is None or group.id is None:
         await query.answer()
         return
@@ -605,7 +582,7 @@ async def enter_press(query: CallbackQuery, callback_data: LotteryEnter, bot: Bo
     except lottery.LotteryNotFound:
         await query.answer(_("This lottery is closed."), show_alert=True)
         return
-    text, _ok = await enter(bot, session, callback_data.lottery_id, query.from_user.id, dispatcher, sessionmaker,
+    text, _ok = await enter(bot, session, callback_data.lottery_id, query.from_user.id, live_posts,
                             i18n)
     await query.answer(text, show_alert=True)
 
@@ -622,8 +599,8 @@ def keyword_reply(message: Message, bot: Bot, group: Group | None = None) -> boo
 
 
 @router.message(IN_GROUP, keyword_reply)
-async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                        sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group: Group, live_posts: LivePosts,
+                        i18n: I18n) -> None:
     """Enter by replying to a keyword lottery's post with its keyword. Reached through the group-message pipeline
     (bot/pipeline.py), after moderation let the message stay; always lets it go on to the later observers (topic
     replies, showcase, chat points)."""
@@ -632,7 +609,7 @@ async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group
     text = (message.text or "").casefold()
     if lot is not None and lot.id is not None and lot.entry_mode == "keyword" and lot.keyword \
             and lot.keyword.casefold() in text:
-        answer, ok = await enter(bot, session, lot.id, message.from_user.id, dispatcher, sessionmaker, i18n)
+        answer, ok = await enter(bot, session, lot.id, message.from_user.id, live_posts, i18n)
         if not ok and await groups.can_write_privately(session, message.from_user.id):
             try:
                 await bot.send_message(message.from_user.id, answer)
@@ -646,8 +623,7 @@ async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group
 
 @router.callback_query(LotteryClaim.filter(), IN_GROUP)
 async def claim_press(query: CallbackQuery, callback_data: LotteryClaim, bot: Bot, session: AsyncSession,
-                      group: Group | None, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
-                      i18n: I18n) -> None:
+                      group: Group | None, live_posts: LivePosts, i18n: I18n) -> None:
     if group is None or group.id is None:
         await query.answer()
         return
@@ -666,4 +642,4 @@ async def claim_press(query: CallbackQuery, callback_data: LotteryClaim, bot: Bo
     }
     await query.answer(texts[status], show_alert=True)
     if status == "claimed":
-        post_editor(dispatcher, bot, sessionmaker, i18n).request(callback_data.lottery_id, i18n.current_locale)
+        live_posts.request(bot, lottery_post(bot, callback_data.lottery_id, i18n.current_locale))

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import esc, person_seen
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
-from models import groups
+from models import boards, groups
 from models.groups import Group
 
 if TYPE_CHECKING:
@@ -82,10 +82,17 @@ async def member_status_changed(update: ChatMemberUpdated, session: AsyncSession
 @router.message(Service("migrate_to_chat_id"))
 async def group_upgraded(message: Message, session: AsyncSession) -> None:
     assert message.migrate_to_chat_id is not None
-    await groups.migrate_group(session, message.chat.id, message.migrate_to_chat_id)
+    await move_group(session, message.chat.id, message.migrate_to_chat_id)
 
 
 @router.message(Service("migrate_from_chat_id"))
 async def supergroup_created(message: Message, session: AsyncSession) -> None:
     assert message.migrate_from_chat_id is not None
-    await groups.migrate_group(session, message.migrate_from_chat_id, message.chat.id)
+    await move_group(session, message.migrate_from_chat_id, message.chat.id)
+
+
+async def move_group(session: AsyncSession, old_chat_id: int, new_chat_id: int) -> None:
+    """The group became a supergroup: its rows move, and the check-in board is posted anew in the new chat at the
+    next check-in (its old message id names a message of the old chat)."""
+    if await groups.migrate_group(session, old_chat_id, new_chat_id):
+        await boards.forget_post_messages(session, new_chat_id, boards.CHECKIN_BOARD)

@@ -39,11 +39,11 @@ from handlers.common import (
     TELEGRAM_SERVICE_USER,
     CommandInfo,
     display_name,
-    edit_in_place,
     esc,
     require_admin,
     tier_label,
 )
+from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import checkin, points, roles, shop
 from models.clock import local_day
@@ -394,16 +394,22 @@ async def pin_board(message: Message, bot: Bot, session: AsyncSession, group_id:
                               "It will still be kept up to date."))
 
 
-async def refresh_pinned_board(bot: Bot, session: AsyncSession, board: points.PinnedBoard) -> bool:
-    """Edit a pinned leaderboard in place (the scheduler calls this every few minutes). True if it changed."""
-    text = await render_leaderboard(session, board.group_id, board.period)
-    try:
-        return await edit_in_place(bot, board.chat_id, board.message_id, text)
-    except TelegramBadRequest as error:
-        if "not found" in str(error) or "can't be edited" in str(error):
-            await points.set_pinned_board(session, board.group_id, None, None)  # deleted by someone: stop
-            return False
-        raise
+PINNED_BOARD = PostKind("pinned_leaderboard", 0.0)  # the scheduler paces it (every few minutes)
+
+
+async def refresh_pinned_board(bot: Bot, live_posts: LivePosts, board: points.PinnedBoard) -> bool:
+    """Edit a pinned leaderboard in place (the scheduler calls this every few minutes). True if it changed.
+    Deleted by someone: it is no longer kept up to date."""
+
+    async def render(session: AsyncSession) -> Shown:
+        text = await render_leaderboard(session, board.group_id, board.period)
+        return Shown(board.chat_id, board.message_id, text)
+
+    async def forget(session: AsyncSession) -> None:
+        await points.set_pinned_board(session, board.group_id, None, None)
+
+    post = LivePost(("pinned_leaderboard", board.group_id), PINNED_BOARD, render, locale=board.locale, forget=forget)
+    return await live_posts.refresh_now(bot, post)
 
 
 @router.message(Command("rank"), IN_PRIVATE)

@@ -9,15 +9,13 @@ chat) and the shop message's stock counts are refreshed by editing it, at most o
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -28,6 +26,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, actor_is_admin, display_name, esc, require_admin, tier_label
+from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import groups, points, shop
 from models.db import utcnow
@@ -58,8 +57,7 @@ STATUS_LABELS = {
     "issued": __("unused"), "used": __("used"), "cancelled": __("cancelled"), "expired": __("expired"),
 }
 
-# When each shop message was last edited: per dispatcher (tests and the demo run several), per (chat, message).
-_last_edit: WeakKeyDictionary[Dispatcher, dict[tuple[int, int], float]] = WeakKeyDictionary()
+SHOP_POST = PostKind("shop", EDIT_INTERVAL)  # a /shop message is a live post: its stock counts are kept current
 
 
 class ShopRedeem(CallbackData, prefix="shop"):
@@ -487,7 +485,7 @@ async def shop_list_all(message: Message, session: AsyncSession, group: Group, r
 @router.callback_query(ShopRedeem.filter(), IN_GROUP)
 async def redeem(
     query: CallbackQuery, callback_data: ShopRedeem, bot: Bot, session: AsyncSession, group: Group,
-    dispatcher: Dispatcher,
+    live_posts: LivePosts,
 ) -> None:
     user_id = query.from_user.id
     # Read the group's fields now: a refusal rolls the session back, which expires every loaded row.
@@ -507,7 +505,7 @@ async def redeem(
     except shop.OutOfStock:
         name = await item_name(session, gid, item_id)
         await query.answer(clip(_("Sorry, {item} is out of stock.").format(item=name), ALERT_MAX), show_alert=True)
-        await refresh_shop_message(query, bot, session, gid, dispatcher)
+        refresh_shop_message(query, bot, gid, live_posts)
         return
     except shop.TierTooLow as error:
         rules = await points.get_rules(session, gid)
@@ -541,7 +539,7 @@ async def redeem(
     await query.answer(clip(alert + "\n" + hint, ALERT_MAX), show_alert=True)
     if private:
         await send_code_privately(bot, user_id, coupon, name, place)
-    await refresh_shop_message(query, bot, session, gid, dispatcher)
+    refresh_shop_message(query, bot, gid, live_posts)
 
 
 async def item_name(session: AsyncSession, gid: int, item_id: int) -> str:
@@ -565,31 +563,20 @@ async def send_code_privately(bot: Bot, user_id: int, coupon: Coupon, name: str,
         pass  # they blocked the bot (or never really started it): the alert already showed the code
 
 
-async def refresh_shop_message(
-    query: CallbackQuery, bot: Bot, session: AsyncSession, gid: int, dispatcher: Dispatcher
-) -> None:
-    """Edit the shop message to show current stock, at most once every EDIT_INTERVAL seconds per message."""
+def refresh_shop_message(query: CallbackQuery, bot: Bot, gid: int, live_posts: LivePosts) -> None:
+    """Show current stock on the pressed shop message (edits coalesced: at most one every EDIT_INTERVAL s)."""
     message = query.message
     if message is None:
         return
-    edits = _last_edit.setdefault(dispatcher, {})
-    key = (message.chat.id, message.message_id)
-    now = time.monotonic()
-    if now - edits.get(key, -EDIT_INTERVAL) < EDIT_INTERVAL:
-        return
-    edits[key] = now
-    if len(edits) > 10_000:  # forget old messages
-        for old in [k for k, at in edits.items() if now - at > EDIT_INTERVAL]:
-            del edits[old]
-    items = await shop.list_items(session, gid)
-    rules = await points.get_rules(session, gid)
-    text, keyboard = render_shop(items, rules)
-    try:
-        await bot.edit_message_text(
-            text=text, chat_id=message.chat.id, message_id=message.message_id, reply_markup=keyboard
-        )
-    except TelegramBadRequest:
-        pass  # "message is not modified", or too old to edit
+    chat_id, message_id = message.chat.id, message.message_id
+
+    async def render(session: AsyncSession) -> Shown:
+        items = await shop.list_items(session, gid)
+        rules = await points.get_rules(session, gid)
+        text, keyboard = render_shop(items, rules)
+        return Shown(chat_id, message_id, text, keyboard)
+
+    live_posts.request(bot, LivePost(("shop", chat_id, message_id), SHOP_POST, render))
 
 
 # -- coupons ---------------------------------------------------------------------------------------------------

@@ -2,22 +2,19 @@
 (coalesced), /vote close, the winner announced once, and an admin button that opens a group buy for the winner.
 
 A press is answered privately (an alert); the vote's post is the only message that changes, at most once every
-EDIT_INTERVAL seconds (PostEditor, shared with group buys). The deadline is kept by scheduler/votes.py.
+EDIT_INTERVAL seconds (a live post, handlers/live_posts.py). The deadline is kept by scheduler/votes.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyParameters
@@ -27,7 +24,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import groupbuy, points, votes
 from models.db import utcnow
@@ -72,79 +70,8 @@ class UsageError(Exception):
     """Bad admin input; the message says what was wrong (already localized)."""
 
 
-# -- a post kept up to date, edits coalesced ---------------------------------------------------------------------
-
-# A post's current text and keyboard; None when there is nothing to edit (closed: the closing edited it).
-Render = Callable[[AsyncSession], Awaitable[tuple[str, InlineKeyboardMarkup | None] | None]]
-
-
-class PostEditor:
-    """Coalesces edits of posts that show live numbers (vote tallies, group-buy counts): however many presses,
-    one post is edited at most once per `interval`, rendered from the database when the edit is made."""
-
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n,
-                 interval: float = EDIT_INTERVAL) -> None:
-        self.bot, self.sessionmaker, self.i18n, self.interval = bot, sessionmaker, i18n, interval
-        self.pending: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self.last_edit: dict[tuple[int, int], float] = {}
-        self.dirty: set[tuple[int, int]] = set()
-
-    def request(self, chat_id: int, message_id: int, locale: str, render: Render) -> None:
-        key = (chat_id, message_id)
-        if key in self.pending:
-            self.dirty.add(key)  # the edit on its way shows this change, or edits once more right after
-            return
-        self.pending[key] = asyncio.create_task(self._edit(key, locale, render))
-        if len(self.last_edit) > 10_000:  # forget posts not edited for a while
-            now = time.monotonic()
-            for old in [k for k, at in self.last_edit.items() if now - at > self.interval]:
-                del self.last_edit[old]
-
-    async def _edit(self, key: tuple[int, int], locale: str, render: Render) -> None:
-        """One task per post at a time, so edits never overtake each other (the last one shows the latest)."""
-        try:
-            while True:
-                await asyncio.sleep(max(0.0, self.last_edit.get(key, 0.0) + self.interval - time.monotonic()))
-                self.dirty.discard(key)  # what changed until now is rendered below
-                self.last_edit[key] = time.monotonic()
-                await self._edit_once(key, locale, render)
-                if key not in self.dirty:
-                    return
-        finally:
-            self.pending.pop(key, None)
-            self.dirty.discard(key)
-
-    async def _edit_once(self, key: tuple[int, int], locale: str, render: Render) -> None:
-        try:
-            with self.i18n.context(), self.i18n.use_locale(locale):
-                async with self.sessionmaker() as session:
-                    rendered = await render(session)
-            if rendered is None:
-                return
-            text, markup = rendered
-            await edit_in_place(self.bot, key[0], key[1], text, markup)
-        except TelegramBadRequest as error:
-            if "not modified" not in str(error):
-                log.warning("post %s not edited: %s", key, error)
-        except TelegramAPIError as error:
-            log.warning("post %s not edited: %s", key, error)
-        except Exception:  # a background task must never die silently
-            log.exception("post %s not edited", key)
-
-    async def drain(self) -> None:
-        """Wait for pending edits (tests, shutdown)."""
-        while self.pending:
-            await asyncio.gather(*list(self.pending.values()), return_exceptions=True)
-
-
-def post_editor(dispatcher: object, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession],
-                i18n: I18n) -> PostEditor:
-    """The dispatcher's PostEditor (one per dispatcher: tests and the demo run several)."""
-    data = dispatcher.workflow_data  # type: ignore[attr-defined]
-    editor = data.get("post_editor")
-    if editor is None:
-        editor = data["post_editor"] = PostEditor(bot, sessionmaker, i18n)
-    return editor
+# The vote's post is a live post (handlers/live_posts.py), shared in kind with group buys: edits coalesced.
+POST = PostKind("vote", EDIT_INTERVAL)
 
 
 # -- shared small helpers ------------------------------------------------------------------------------------------
@@ -301,14 +228,19 @@ def render_announcement(result: votes.Tally) -> tuple[str, InlineKeyboardMarkup 
     return "\n".join(lines), keyboard.as_markup()
 
 
-def renderer(vote_id: int, group_id: int, zone: str) -> Render:
-    async def render(session: AsyncSession) -> tuple[str, InlineKeyboardMarkup | None] | None:
+def vote_post(bot: Bot, vote_id: int, group_id: int, zone: str, locale: str | None) -> LivePost:
+    """The vote's post, its tally kept up to date."""
+
+    async def show(session: AsyncSession) -> tuple[int | None, str, InlineKeyboardMarkup | None] | None:
         result = await votes.tally(session, vote_id)
         if result.vote.status != "open":
             return None  # announce_closing showed the final tally
-        return render_vote(result, await points.get_rules(session, group_id), zone)
+        return (result.vote.message_id, *render_vote(result, await points.get_rules(session, group_id), zone))
 
-    return render
+    async def store(session: AsyncSession, message_id: int) -> None:
+        await votes.set_message(session, vote_id, message_id)
+
+    return group_post(bot, ("vote", vote_id), POST, group_id, locale, show, store)
 
 
 async def announce_closing(bot: Bot, session: AsyncSession, chat_id: int, zone: str, result: votes.Tally) -> None:
@@ -521,8 +453,8 @@ async def list_votes(message: Message, session: AsyncSession, group: Group) -> N
 
 @router.callback_query(VotePick.filter(), IN_GROUP)
 async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session: AsyncSession, group: Group,
-               dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
-    gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
+               live_posts: LivePosts, i18n: I18n) -> None:
+    gid, zone = group_id(group), group.timezone
     try:
         ballot = await votes.cast_ballot(session, gid, callback_data.vote_id, query.from_user.id,
                                          callback_data.option_id)
@@ -549,10 +481,8 @@ async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session:
     if ballot.weight > 1:
         text += "\n" + _("Your vote counts ×{weight}.").format(weight=ballot.weight)
     await query.answer(clip(text, ALERT_MAX), show_alert=True)
-    if ballot.status != "same" and query.message is not None:
-        editor = post_editor(dispatcher, bot, sessionmaker, i18n)
-        editor.request(chat_id, query.message.message_id, i18n.current_locale,
-                       renderer(callback_data.vote_id, gid, zone))
+    if ballot.status != "same":
+        live_posts.request(bot, vote_post(bot, callback_data.vote_id, gid, zone, i18n.current_locale))
 
 
 @router.callback_query(VoteGroupBuy.filter(), IN_GROUP)

@@ -20,6 +20,7 @@ from models.checkin import Checkin
 from models.db import BigIntKey, UTCDateTime, insert, transaction, utcnow
 from models.groups import Group, User
 
+CHECKIN_BOARD = "checkin_board"  # the kind of the daily check-in board's posts
 DEFAULT_BOARD_TIME = "08:00"
 DEFAULT_KEYWORDS = ("签到", "打卡", "check in")
 _HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -72,6 +73,21 @@ async def get_post(session: AsyncSession, group_id: int, kind: str, slot: str) -
         return await session.scalar(
             select(Post).where(Post.group_id == group_id, Post.kind == kind, Post.slot == slot)  # type: ignore[arg-type]
         )
+
+
+async def forget_post_messages(session: AsyncSession, chat_id: int, kind: str) -> int:
+    """After a group moved to a supergroup (now `chat_id`), its posts' message ids name messages of the old chat:
+    forget the posted ones of `kind`, so the next change posts them in the new chat. Claims still being posted
+    (no message id yet) stay. Returns how many were forgotten."""
+    async with transaction(session):
+        group_id = await session.scalar(select(Group.id).where(Group.chat_id == chat_id))  # type: ignore[arg-type]
+        if group_id is None:
+            return 0
+        result = await session.execute(
+            delete(Post).where(Post.group_id == group_id, Post.kind == kind,  # type: ignore[arg-type]
+                               Post.message_id.is_not(None))  # type: ignore[union-attr]
+        )
+        return int(result.rowcount or 0)
 
 
 # -- the check-in board's settings and contents ----------------------------------------------------------------

@@ -412,6 +412,12 @@ async def get_group(session: AsyncSession, chat_id: int) -> Group | None:
         return await session.scalar(select(Group).where(Group.chat_id == chat_id))  # type: ignore[arg-type]
 
 
+async def chat_id_of(session: AsyncSession, group_id: int) -> int | None:
+    """The group's chat id now (it changes when a group becomes a supergroup); None if the group is gone."""
+    async with transaction(session):
+        return await session.scalar(select(Group.chat_id).where(Group.id == group_id))  # type: ignore[arg-type]
+
+
 async def upsert_group(session: AsyncSession, chat: ChatSeen, *, default_timezone: str) -> Group:
     """The group row for this chat, created on first sight, its title kept current."""
     return await run_in_transaction(session, lambda s: _upsert_group(s, chat, default_timezone))

@@ -9,11 +9,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.flashsale import edit_post, post_notice, post_round  # the posts and their button live there
+from handlers.flashsale import post_notice, post_round, round_post  # the posts and their button live there
 from models import flashsale
 from models.db import utcnow
 from models.groups import Group
@@ -63,13 +62,10 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
         place = places.get(flash_round.group_id)
         if place is None or flash_round.message_id is None:
             return
-        chat_id, zone, locale = place
-        async with gate:
-            with ctx.in_locale(locale):
-                try:
-                    await edit_post(ctx.bot, chat_id, flash_round, zone)
-                except TelegramAPIError as error:
-                    log.warning("ended flash sale in %s not shown: %s", chat_id, error)
+        _chat_id, zone, locale = place
+        async with gate:  # the live-post editor logs any failure with its post
+            await ctx.live_posts.refresh_now(ctx.bot, round_post(ctx.bot, flash_round.id or 0, flash_round.group_id,
+                                                                 zone, locale))
 
     await asyncio.gather(*(show(r) for r in ended))
     if ended:

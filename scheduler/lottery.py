@@ -37,7 +37,7 @@ async def draw_due_lotteries(ctx: JobContext, now: datetime | None = None) -> in
             place = await lottery.place_of(session, lottery_id)
             with ctx.in_locale(place.locale):
                 try:
-                    await publish_draw(ctx.bot, session, result)
+                    await publish_draw(ctx.bot, session, result, ctx.live_posts)
                 except TelegramAPIError as error:
                     log.warning("lottery %s drawn but not published: %s", lottery_id, error)
     if drawn:
@@ -54,7 +54,7 @@ async def reroll_unclaimed_prizes(ctx: JobContext, now: datetime | None = None) 
             place = await lottery.place_of(session, result.lottery.id)
             with ctx.in_locale(place.locale):
                 try:
-                    await announce_reroll(ctx.bot, session, result, expired=True)
+                    await announce_reroll(ctx.bot, session, result, ctx.live_posts, expired=True)
                 except TelegramAPIError as error:
                     log.warning("lottery %s reroll not announced: %s", result.lottery.id, error)
     return len(results)

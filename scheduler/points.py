@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
 from handlers.points import refresh_pinned_board  # the board's text lives with /rank
@@ -25,13 +24,8 @@ async def refresh_pinned_boards(ctx: JobContext) -> int:
     gate = asyncio.Semaphore(POST_CONCURRENCY)
 
     async def refresh(board: points.PinnedBoard) -> bool:
-        async with gate, ctx.sessionmaker() as session:
-            with ctx.in_locale(board.locale):
-                try:
-                    return await refresh_pinned_board(ctx.bot, session, board)
-                except TelegramAPIError as error:
-                    log.warning("pinned leaderboard in %s not refreshed: %s", board.chat_id, error)
-                    return False
+        async with gate:  # the live-post editor logs any failure with its post
+            return await refresh_pinned_board(ctx.bot, ctx.live_posts, board)
 
     return sum(await asyncio.gather(*(refresh(board) for board in boards)))
 

@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.checkin import post_board  # the board's text and keyboard live with its button handler
+from handlers.live_posts import LivePosts
 from models import boards, groups, shop
 from models.db import transaction, utcnow
 from models.points import load_group
@@ -58,6 +59,10 @@ class JobContext:
     @property
     def i18n(self) -> I18n:
         return self.runtime.i18n
+
+    @property
+    def live_posts(self) -> LivePosts:
+        return self.runtime.live_posts
 
     @contextmanager
     def in_locale(self, locale: str | None) -> Iterator[None]:

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.factory import create_dispatcher, create_runtime
 from bot.settings import Settings
+from handlers.live_posts import LivePosts
 from handlers.roles import AdminCache
 from scheduler.runner import JobContext
 
@@ -111,6 +112,17 @@ class World:
     def jobs(self) -> JobContext:
         """What a scheduler job receives in this world (its bot and runtime)."""
         return JobContext(self.bot, self.runtime)
+
+    def fast_live_posts(self, every: float = 0.01, **intervals: float) -> LivePosts:
+        """The runtime's live-post editor, replaced by one that edits every `every` seconds (and `intervals`
+        by kind name): tests see coalesced edits without waiting. `await world.live_posts.drain()` lands them."""
+        editor = LivePosts(self.sessionmaker, self.runtime.i18n, every=every, intervals=intervals)
+        self.runtime.live_posts = self.dp.workflow_data["live_posts"] = editor  # the dispatcher's name for it too
+        return editor
+
+    @property
+    def live_posts(self) -> LivePosts:
+        return self.runtime.live_posts
 
     # -- people and chats -------------------------------------------------------------------------------------
 

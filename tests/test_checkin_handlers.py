@@ -8,17 +8,14 @@ from datetime import UTC, datetime
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from sqlalchemy import func, select
 
-from handlers.checkin import BoardEditor
 from models import groups
 from models.checkin import Checkin
 from scheduler.runner import post_checkin_boards
 from tests.factories import texts
 
 
-def fast_board_edits(world) -> BoardEditor:  # type: ignore[no-untyped-def]
-    editor = BoardEditor(world.bot, world.sessionmaker, world.dp["i18n"], interval=0.01)
-    world.dp.workflow_data["board_editor"] = editor
-    return editor
+def fast_board_edits(world):  # type: ignore[no-untyped-def]
+    return world.fast_live_posts(every=0.01)
 
 
 async def count_checkins(world) -> int:  # type: ignore[no-untyped-def]
@@ -30,15 +27,20 @@ async def test_keyword_checkins_share_one_board_edited_in_place(world) -> None: 
     editor = fast_board_edits(world)
     alice, bob = world.user("Alice", language_code="en"), world.user("Bob", language_code="en")
     group = world.group("Fans")
-    first = await world.send(group, alice, "签到")
-    board = [c for c in first if isinstance(c, SendMessage)]
+    await world.send(group, alice, "签到")
+    await editor.drain()
+    board = [c for c in world.session.calls if isinstance(c, SendMessage)]
     assert len(board) == 1 and "Checked in today: <b>1</b>" in board[0].text and "Alice +" in board[0].text
     assert board[0].reply_markup.inline_keyboard[0][0].callback_data == "ci"
 
-    calls = await world.send(group, bob, "check in")
-    calls += await world.send(group, alice, "签到")  # again: nothing new
+    start = len(world.session.calls)
+    await world.send(group, bob, "check in")
+    again = await world.send(group, alice, "签到")  # again: the board does not change, Alice is answered
     await editor.drain()
-    assert not [c for c in calls if isinstance(c, SendMessage)]
+    calls = world.session.calls[start:]
+    assert [c for c in calls if isinstance(c, SendMessage)] == [c for c in again if isinstance(c, SendMessage)]
+    reply = [c for c in again if isinstance(c, SendMessage)]
+    assert len(reply) == 1 and "already checked in today" in reply[0].text and "1-day streak" in reply[0].text
     edits = [c for c in world.session.calls if isinstance(c, EditMessageText)]
     assert edits and "Checked in today: <b>2</b>" in edits[-1].text and "Bob +" in edits[-1].text
     assert await count_checkins(world) == 2
@@ -90,17 +92,20 @@ async def test_board_settings_are_for_admins_and_validated(world) -> None:  # ty
     assert "is not a time" in texts(await world.send(group, owner, "/checkin board 25:00"))[0]
     assert "every day at 21:30 (Asia/Shanghai)" in texts(await world.send(group, owner, "/checkin board 21:30"))[0]
     assert "Check-in keywords: 冒泡, hi" in texts(await world.send(group, owner, "/checkin keywords 冒泡，hi"))[0]
-    fast_board_edits(world)
-    calls = await world.send(group, bob, "冒泡")
-    assert any(isinstance(c, SendMessage) and "Bob +" in c.text for c in calls)
+    editor = fast_board_edits(world)
+    start = len(world.session.calls)
+    await world.send(group, bob, "冒泡")
+    await editor.drain()
+    assert any(isinstance(c, SendMessage) and "Bob +" in c.text for c in world.session.calls[start:])
     assert "Usage:" in texts(await world.send(group, bob, "/checkin whatever"))[0]
 
 
 async def test_checkin_info_shows_the_month(world) -> None:  # type: ignore[no-untyped-def]
-    fast_board_edits(world)
+    editor = fast_board_edits(world)
     alice = world.user("Alice", language_code="en")
     group = world.group("Fans")
     await world.send(group, alice, "/checkin")
+    await editor.drain()  # the day's board goes up
     info = texts(await world.send(group, alice, "/checkin info"))[0]
     assert "1 check-ins, streak 1 (best 1), today: done" in info and "✅" in info
     refused = texts(await world.send(group, alice, "/checkin makeup"))[0]

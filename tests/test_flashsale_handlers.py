@@ -22,7 +22,7 @@ from aiogram.methods import (
 from aiogram.types import CallbackQuery, Message, PhotoSize, Update, User
 from sqlalchemy import func, select
 
-from handlers.flashsale import FlashGrab, PostEditor, money, parse_duration, parse_money
+from handlers.flashsale import FlashGrab, money, parse_duration, parse_money
 from models import flashsale, groups, points, schedules
 from models.db import utcnow
 from models.flashsale import FlashOrder, FlashProduct, FlashRound
@@ -40,8 +40,7 @@ class Flash:
         self.amy = world.user("Amy", language_code="en")
         self.chat = world.group("Fans", owner=self.owner)
         self.gid = 0
-        self.editor = PostEditor(world.bot, world.sessionmaker, world.dp["i18n"], interval=0.05)
-        world.dp.workflow_data["flash_editor"] = self.editor
+        self.editor = world.fast_live_posts(every=0.05)
         self.ctx = world.jobs()
 
     async def start(self) -> Flash:
@@ -220,7 +219,7 @@ async def test_grab_double_taps_and_redelivered_updates_give_one_order(world) ->
 
 async def test_edits_are_coalesced_and_the_round_ends_once(world) -> None:  # type: ignore[no-untyped-def]
     f = await Flash(world).start()
-    f.editor.interval = 60.0  # one edit a minute: a burst of grabs is one edit now, one later
+    f.editor.intervals["flash_sale"] = 60.0  # one edit a minute: a burst of grabs is one edit now, one later
     # began in the minute before this one: 3 minutes leave 1 to 2 (with 2, a run late in a minute found it over)
     flash_round = await f.live_sale("Tea | 10 | 5 | 50", minutes=3)
     start = len(world.session.calls)
@@ -232,9 +231,8 @@ async def test_edits_are_coalesced_and_the_round_ends_once(world) -> None:  # ty
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.05)
     edits = edits_since(world, start)
-    assert len(edits) == 1 and len(f.editor.pending) == 1  # the next edit waits for the interval
-    for task in f.editor.pending.values():
-        task.cancel()
+    assert len(edits) == 1 and f.editor.pending == 1  # the next edit waits for the interval
+    await f.editor.close(flush=False)
 
     start = len(world.session.calls)
     assert await end_flash_rounds(f.ctx, now=utcnow() + timedelta(minutes=5)) >= 1

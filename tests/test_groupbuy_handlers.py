@@ -11,7 +11,6 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendDocument, 
 from sqlalchemy import func, select
 
 from handlers.groupbuy import LEAVE, GroupBuyPress
-from handlers.votes import PostEditor
 from models import groupbuy, groups
 from models.groupbuy import GroupBuy, GroupBuyEntry
 from scheduler.groupbuy import close_due_groupbuys
@@ -40,9 +39,7 @@ class Room:
         self.mei = world.user("美玲", language_code="en", username="meiling")
         self.chat = world.group("Fans", owner=self.owner)
         self.gid = 0
-        editor = PostEditor(world.bot, world.sessionmaker, world.dp["i18n"], interval=0.01)
-        world.dp.workflow_data["post_editor"] = editor
-        self.editor = editor
+        self.editor = world.fast_live_posts(every=0.01)
 
     async def start(self) -> Room:
         await self.world.send(self.chat, self.owner, "hello")
@@ -122,7 +119,7 @@ async def test_join_double_taps_change_leave_success_once(world) -> None:  # typ
         assert await session.scalar(select(func.count()).select_from(GroupBuyEntry)) == 2
     await room.editor.drain()
     edits = [call for call in world.session.calls if isinstance(call, EditMessageText)]
-    assert edits and edits[-1].message_id == 2000 and "3/5 units taken" in edits[-1].text
+    assert edits and edits[-1].message_id == fresh.message_id and "3/5 units taken" in edits[-1].text
     assert "2 joined — the group buy succeeds (成团)!" in edits[-1].text
 
 

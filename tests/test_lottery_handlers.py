@@ -12,7 +12,7 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendDocument, 
 from aiogram.types import Message, User
 from sqlalchemy import func, select
 
-from handlers.lottery import LotteryClaim, LotteryEnter, PostEditor
+from handlers.lottery import LotteryClaim, LotteryEnter
 from models import groups, lottery, points
 from models.lottery import LotteryEntry
 from scheduler.lottery import draw_due_lotteries, reroll_unclaimed_prizes
@@ -27,8 +27,7 @@ class Room:
         self.owner = world.user("Olga", language_code="en")
         self.chat = world.group("Fans", owner=self.owner)
         self.gid = 0
-        world.dp.workflow_data["lottery_editor"] = PostEditor(world.bot, world.sessionmaker, world.dp["i18n"],
-                                                              interval=0.01)
+        world.fast_live_posts(every=0.01)
 
     async def start(self) -> Room:
         await self.world.send(self.chat, self.owner, "hello")
@@ -65,7 +64,7 @@ class Room:
             return (await points.get_balance(session, self.gid, user.id)).balance
 
     async def drain(self) -> None:
-        await self.world.dp.workflow_data["lottery_editor"].drain()
+        await self.world.live_posts.drain()
 
 
 def alert(calls: list[Any]) -> str:
@@ -182,6 +181,7 @@ async def test_keyword_replies_enter_and_everything_else_passes_on(world) -> Non
     alice, bob = world.user("Alice", language_code="en"), world.user("Bob", language_code="en")
     await world.send(world.private(bob), bob, "/start")
     await world.send(room.chat, alice, "签到")  # Alice checked in today; Bob did not
+    await room.drain()  # the day's check-in board goes up
     calls = await world.send(room.chat, alice, "我要 评论抽免单 !", reply_to_message=the_post)
     assert not [c for c in calls if isinstance(c, SendMessage)]  # entered quietly: the post's count shows it
     said = await world.send(room.chat, bob, "评论抽免单", reply_to_message=the_post)

@@ -11,7 +11,8 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from aiogram.types import Message, MessageEntity, PhotoSize, Update
 from sqlalchemy import func, select
 
-from handlers.votes import PostEditor, VoteGroupBuy, VotePick, parse_duration
+from handlers.live_posts import LivePosts
+from handlers.votes import VoteGroupBuy, VotePick, parse_duration
 from models import groupbuy, groups, votes
 from models.groupbuy import GroupBuy
 from models.votes import VoteBallot
@@ -21,9 +22,8 @@ from tests.factories import texts
 COMMAND = "/vote new 下期团购选品 | 2d | 面膜 39.9 | 精华 129 https://shop.example/serum | 口红 89"
 
 
-def fast_edits(world: Any) -> PostEditor:
-    editor = PostEditor(world.bot, world.sessionmaker, world.dp["i18n"], interval=0.01)
-    world.dp.workflow_data["post_editor"] = editor
+def fast_edits(world: Any) -> LivePosts:
+    editor: LivePosts = world.fast_live_posts(every=0.01)
     return editor
 
 
