@@ -12,6 +12,7 @@ from handlers import (
     checkin,
     flashsale,
     groupbuy,
+    guard,
     invites,
     lottery,
     membership,
@@ -24,18 +25,20 @@ from handlers import (
     shop,
     start,
     topics,
+    unhandled,
     votes,
 )
 from handlers.common import CommandInfo, Switchboard
 
-# Order matters: service and membership updates first, commands next, catch-all listeners (chat points,
-# moderation) last.
+# Order matters: guard first (a command holding control characters is refused before any parser sees it),
+# service and membership updates next, then commands, catch-all listeners (chat points, moderation), and
+# unhandled last (it answers every button press nobody else took).
 # roles comes first: it only watches chat_member updates (keeping the admin cache current) and lets them pass.
 # invites comes next for the same reason: it attributes joins and counts newcomers' messages, letting both pass.
 # newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
 FEATURES: list[ModuleType] = [
-    roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
-    schedule, topics, lottery, moderation, points,
+    guard, roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
+    schedule, topics, lottery, moderation, points, unhandled,
 ]
 
 

@@ -10,7 +10,8 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc
+from handlers.roles import require_admin
 from models import groups
 from models.clock import is_time_zone
 from models.groups import LOCALES, Group

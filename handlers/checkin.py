@@ -26,7 +26,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import IN_GROUP, Blueprint, CommandInfo, edit_in_place, esc, require_admin, tier_label
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, edit_in_place, esc, tier_label
+from handlers.roles import require_admin
 from models import boards, checkin, points, schedules
 from models.clock import local_day
 from models.db import utcnow

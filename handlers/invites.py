@@ -27,8 +27,9 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, kept, require_admin
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, display_name, esc, kept
 from handlers.points import is_person, names_of
+from handlers.roles import require_admin
 from models import groups, invites
 from models.db import utcnow
 from models.groups import Group

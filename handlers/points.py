@@ -46,9 +46,10 @@ from handlers.common import (
     edit_in_place,
     esc,
     kept,
-    require_admin,
     tier_label,
 )
+from handlers.kit import TelegramId
+from handlers.roles import require_admin
 from models import checkin, points, shop
 from models.clock import local_day
 from models.db import transaction, utcnow
@@ -118,8 +119,8 @@ class ShowcaseReview(CallbackData, prefix="showcase"):
     """A moderator's decision on a showcase photo: action "approve" or "reject"; the poster and their message."""
 
     action: str
-    user_id: int
-    message_id: int
+    user_id: TelegramId
+    message_id: TelegramId
 
 
 # -- small helpers ---------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, esc
+from handlers.roles import require_admin
 from models import schedules
 from models.groups import Group
 

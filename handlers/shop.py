@@ -12,10 +12,8 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
@@ -27,18 +25,9 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import (
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    CommandInfo,
-    Keywords,
-    actor_is_admin,
-    display_name,
-    esc,
-    require_admin,
-    tier_label,
-)
+from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, display_name, esc, tier_label
+from handlers.kit import DATE, RowId, UsageError, clip, local_time, parse_row_id, parse_whole
+from handlers.roles import actor_is_admin, require_admin
 from models import groups, points, shop
 from models.db import utcnow
 from models.groups import Group
@@ -61,6 +50,7 @@ ALERT_MAX = 200  # answerCallbackQuery text limit
 GROUP_COUPONS_SHOWN = 5
 PRIVATE_COUPONS_SHOWN = 50
 NO_VALUE = {"-", "", "none", "no", "all", "无", "不限"}
+MAX_VALID_DAYS = 36_500  # a coupon's expiry must stay a date
 YES = {"1", "yes", "y", "true", "on", "是"}
 NO = {"0", "no", "n", "false", "off", "否"}
 
@@ -73,7 +63,7 @@ _last_edit: WeakKeyDictionary[Dispatcher, dict[tuple[int, int], float]] = WeakKe
 
 
 class ShopRedeem(CallbackData, prefix="shop"):
-    item_id: int
+    item_id: RowId
 
 
 @dataclass(frozen=True)
@@ -85,25 +75,7 @@ class Place:
     title: str
 
 
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
-
-
 # -- rendering -------------------------------------------------------------------------------------------------
-
-
-def local_time(moment: datetime | None, zone: str, *, with_time: bool = True) -> str:
-    if moment is None:
-        return "?"
-    try:
-        local = moment.astimezone(ZoneInfo(zone))
-    except Exception:  # an unknown zone name must not break a reply
-        local = moment
-    return local.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def mask_code(code: str) -> str:
@@ -221,21 +193,10 @@ def admin_usage(rules: PointsRules) -> str:
     )
 
 
-def parse_count(raw: str, what: str, *, minimum: int = 0) -> int:
-    value = raw.strip().replace(",", "")
-    if not value.isdigit() or int(value) < minimum:
-        raise UsageError(
-            _("{what} must be a whole number of at least {minimum}, not “{raw}”.").format(
-                what=what, minimum=minimum, raw=esc(clip(raw.strip(), 32))
-            )
-        )
-    return int(value)
-
-
 def parse_limit(raw: str) -> int | None:
     if raw.strip().lower() in NO_VALUE:
         return None
-    return parse_count(raw, _("The per-member limit"), minimum=1)
+    return parse_whole(raw, _("The per-member limit"), minimum=1)
 
 
 def parse_tier(raw: str, rules: PointsRules) -> str | None:
@@ -254,10 +215,10 @@ def parse_tier(raw: str, rules: PointsRules) -> str | None:
 
 
 def parse_item_id(raw: str) -> int:
-    value = raw.strip().lstrip("#")
-    if not value.isdigit():
+    value = parse_row_id(raw)
+    if value is None:
         raise UsageError(_("“{raw}” is not an item number (see the #numbers in /shop).").format(raw=esc(clip(raw, 32))))
-    return int(value)
+    return value
 
 
 def parse_name(raw: str) -> str:
@@ -287,15 +248,15 @@ def parse_add(args: str, rules: PointsRules) -> NewItem:
         raise UsageError(_("Give at least a name, a cost and a stock."))
     item = NewItem(
         name=parse_name(parts[0]),
-        cost=parse_count(parts[1], _("The cost")),
-        stock=parse_count(parts[2], _("The stock")),
+        cost=parse_whole(parts[1], _("The cost")),
+        stock=parse_whole(parts[2], _("The stock")),
     )
     if len(parts) > 3 and parts[3]:
         item.per_member_limit = parse_limit(parts[3])
     if len(parts) > 4:
         item.min_tier = parse_tier(parts[4], rules)
     if len(parts) > 5 and parts[5]:
-        item.valid_days = parse_count(parts[5], _("The number of valid days"), minimum=1)
+        item.valid_days = parse_whole(parts[5], _("The number of valid days"), minimum=1, maximum=MAX_VALID_DAYS)
     return item
 
 
@@ -324,15 +285,15 @@ def parse_edit(args: str, rules: PointsRules) -> tuple[int, dict[str, Any]]:
         if key == "name":
             value: Any = parse_name(raw)
         elif key == "cost":
-            value = parse_count(raw, _("The cost"))
+            value = parse_whole(raw, _("The cost"))
         elif key == "stock":
-            value = parse_count(raw, _("The stock"))
+            value = parse_whole(raw, _("The stock"))
         elif key == "limit":
             value = parse_limit(raw)
         elif key == "tier":
             value = parse_tier(raw, rules)
         elif key == "days":
-            value = parse_count(raw, _("The number of valid days"), minimum=1)
+            value = parse_whole(raw, _("The number of valid days"), minimum=1, maximum=MAX_VALID_DAYS)
         elif key == "active":
             if raw.lower() not in YES | NO:
                 raise UsageError(_("active must be yes or no."))
@@ -545,7 +506,7 @@ async def redeem(
     private = await groups.can_write_privately(session, user_id)
     alert = _("✅ {item}\nCode: {code}\nCost: {cost} points · balance: {balance}\nValid until {date}").format(
         item=clip(name, 40), code=coupon.code, cost=coupon.cost, balance=balance,
-        date=local_time(coupon.expires_at, place.timezone, with_time=False),
+        date=local_time(coupon.expires_at, place.timezone, DATE),
     )  # fmt: skip
     hint = _("A copy is in our private chat.") if private else _("Start a private chat with me to keep your codes.")
     await query.answer(clip(alert + "\n" + hint, ALERT_MAX), show_alert=True)
@@ -627,7 +588,7 @@ async def my_coupons_in_group(message: Message, session: AsyncSession, group: Gr
         lines.append(
             "• " + _("{item} — {code} — {status}, until {date}").format(
                 item=esc(clip(names.get((coupon.group_id, coupon.item_id), "?"), 40)), code=esc(mask_code(coupon.code)),
-                status=status_label(coupon), date=local_time(coupon.expires_at, zone, with_time=False),
+                status=status_label(coupon), date=local_time(coupon.expires_at, zone, DATE),
             )
         )  # fmt: skip
     lines.append(_("Codes are secret: send /mycoupons to me in a private chat for the full codes."))

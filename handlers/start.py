@@ -8,7 +8,8 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
-from handlers.common import IN_PRIVATE, Blueprint, CommandInfo, actor_is_admin, esc
+from handlers.common import IN_PRIVATE, Blueprint, CommandInfo, esc
+from handlers.roles import actor_is_admin
 
 router = Blueprint("start")
 

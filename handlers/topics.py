@@ -21,8 +21,9 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import IN_GROUP, Blueprint, CommandInfo, display_name, esc, require_admin
+from handlers.common import IN_GROUP, Blueprint, CommandInfo, display_name, esc
 from handlers.points import announce_tier_up, is_person
+from handlers.roles import require_admin
 from models import points, topics
 from models.clock import local_day
 from models.db import utcnow
