@@ -480,7 +480,9 @@ async def product_add(message: Message, rest: str, session: AsyncSession, gid: i
     parts = [part.strip() for part in rest.replace("｜", "|").split("|")]
     if len(parts) not in (4, 5) or not parts[0]:
         raise UsageError(_("Give name, list price, flash price and stock, separated by |."))
-    name = clip(parts[0], 128)
+    name = parts[0].strip()
+    if not 0 < len(name) <= 128:
+        raise UsageError(_("The name must be 1 to 128 characters."))
     price = parse_money(parts[1])
     if price is None:
         raise UsageError(_("“{value}” is not a price.").format(value=esc(clip(parts[1], 32))))
@@ -503,7 +505,9 @@ async def product_edit(message: Message, rest: str, session: AsyncSession, gid: 
     for key, raw in _FIELD.findall(tail):
         key, raw = key.lower(), raw.strip()
         if key == "name" and raw:
-            fields["name"] = clip(raw, 128)
+            if len(raw) > 128:
+                raise UsageError(_("The name must be 1 to 128 characters."))
+            fields["name"] = raw
         elif key == "price" and (cents := parse_money(raw)) is not None:
             fields["price"] = cents
         elif key == "flash":

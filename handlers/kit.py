@@ -17,7 +17,7 @@ from models.clock import parse_duration
 
 __all__ = [
     "Count", "DATE", "DATE_TIME", "DURATION_FORMS", "HOUR_MINUTE", "INT32_MAX", "INT64_MAX", "MONTH_DAY_TIME",
-    "RowId", "TelegramId", "UsageError", "clip", "control_free", "has_control", "local_time", "money",
+    "RowId", "TelegramId", "UsageError", "clip", "has_control", "local_time", "money",
     "parse_duration", "parse_row_id", "parse_whole", "split_parts", "whole_number",
 ]
 
@@ -94,14 +94,6 @@ def has_control(text: str) -> bool:
         (char < " " or "\x7f" <= char <= "\x9f" or "\ud800" <= char <= "\udfff") and char not in _ALLOWED_CONTROLS
         for char in text
     )
-
-
-def control_free(text: str) -> str:
-    """`text` itself, or a UsageError if it holds control characters."""
-    if has_control(text):
-        raise UsageError(_("That text contains control characters (such as a NUL byte). Send it again without "
-                           "them."))
-    return text
 
 
 # -- showing ---------------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ NAMES_IN_CAPTION = 10
 YES = {"1", "yes", "y", "true", "on", "是"}
 NO = {"0", "no", "n", "false", "off", "否"}
 OPTION = re.compile(r"(?:^|\s)(winners|end|max|keyword|tier|hours|checkin|streak|cost|claim)\s*=", re.IGNORECASE)
-POINTS_PRIZE = re.compile(r"^(\d{1,7})\s*(points?|pts|积分)$", re.IGNORECASE)
+# a number of points (checked by parse_whole, so "-1 points" or "10^30 points" is a usage error, not a text prize)
+POINTS_PRIZE = re.compile(r"^([-+]?[\d²³¹][\d²³¹,]*)\s*(points?|pts|积分|積分)$", re.IGNORECASE)
 COUPON_PRIZE = re.compile(r"^(?:coupon|优惠券|優惠券)\s*#?(\d{1,12})$", re.IGNORECASE)
 COUPON_WORD = re.compile(r"^(?:coupon|优惠券|優惠券)(?:\s|#|$)", re.IGNORECASE)
 

@@ -516,8 +516,10 @@ async def _parse_admin_change(
     amount_text, _sep, reason = args.partition(" ")
     if not re.fullmatch(r"\d{1,6}", amount_text) or not 1 <= int(amount_text) <= MAX_ADMIN_AMOUNT:
         return usage
-    reason = " ".join(reason.split())[:REASON_MAX] or None
-    return target, int(amount_text), reason
+    reason = " ".join(reason.split())
+    if len(reason) > REASON_MAX:
+        return _("The reason is at most {most} characters.").format(most=REASON_MAX)
+    return target, int(amount_text), reason or None
 
 
 @router.message(Command("give", "take"), IN_GROUP)

@@ -35,6 +35,7 @@ from handlers.kit import (
     local_time,
     money,
     parse_duration,
+    parse_row_id,
     split_parts,
     whole_number,
 )
@@ -301,13 +302,13 @@ def usage(rules: PointsRules) -> str:
     return _(
         "Usage: /vote new title | duration | candidate | candidate … [| options]\n"
         "A candidate: name price [link], e.g. 面膜 39.9 https://shop.example/1 (2 to 10 candidates)\n"
-        "Duration: 30m, 12h, 2d or 1d12h (1 minute to 30 days)\n"
+        "Duration: {forms} (1 minute to 30 days)\n"
         "Options: min_hours=24 (in the group at least 24 hours), min_tier=silver, weights=silver:2,gold:3\n"
         "Tiers: {tiers}. Send the command as a photo's caption to show the photo with the vote.\n"
         "Example: /vote new 下期团购选品 | 2d | 面膜 39.9 | 精华 129 | 口红 89\n"
         "/vote close ID — close now and announce the winner; /vote list — open votes\n"
         "Ties: most votes wins, then most voters, then the candidate listed first."
-    ).format(tiers=", ".join(tier.key for tier in rules.tiers))
+    ).format(tiers=", ".join(tier.key for tier in rules.tiers), forms=DURATION_FORMS)
 
 
 @dataclass
@@ -455,13 +456,14 @@ async def new_vote(message: Message, rest: str, bot: Bot, session: AsyncSession,
 
 async def close_command(message: Message, rest: str, bot: Bot, session: AsyncSession, gid: int, zone: str,
                         rules: PointsRules) -> None:
-    raw = rest.strip().lstrip("#")
-    if not raw.isdigit():
+    vote_id = parse_row_id(rest)
+    if vote_id is None:
         await message.reply(_("Usage: /vote close ID (the # number on the vote; /vote list shows them)"))
         return
+    raw = str(vote_id)
     closer = message.from_user.id if message.from_user is not None and message.sender_chat is None else None
     try:
-        result = await votes.close_vote(session, int(raw), group_id=gid, closed_by=closer)
+        result = await votes.close_vote(session, vote_id, group_id=gid, closed_by=closer)
     except votes.VoteNotFound:
         await message.reply(_("There is no vote #{id} in this group.").format(id=raw))
         return
