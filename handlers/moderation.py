@@ -494,12 +494,14 @@ def parse_action_args(args: str | None, *, with_duration: bool) -> ActionArgs:
     if with_duration and rest:
         first, _sep, after = rest.partition(" ")
         seconds = parse_duration(first)
-        if seconds is None and first[:1].isdigit():
+        if seconds is None and first.lstrip("+-")[:1].isdigit():  # "10x", "-5m": a duration gone wrong
             raise UsageError(_("“{value}” is not a duration. Use {forms} (30 s to 366 days).").format(
                 value=esc(first[:32]), forms=DURATION_FORMS))
         if seconds is not None:
             rest = after.strip()
-    reason = " ".join(rest.split())[: moderation.REASON_MAX]
+    reason = " ".join(rest.split())
+    if len(reason) > moderation.REASON_MAX:
+        raise UsageError(_("The reason is at most {most} characters.").format(most=moderation.REASON_MAX))
     return ActionArgs(TargetWords(words.user_id, words.username, ""), seconds, reason)
 
 

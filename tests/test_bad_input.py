@@ -55,18 +55,18 @@ COMMANDS: list[tuple[str, str]] = [
     ("group", "/lottery draw {n}"), ("group", "/lottery cancel {n}"), ("group", "/lottery reroll {n} 1"),
     ("group", "/lottery reroll 1 {n}"),
     ("group", "/rules {t}"), ("group", "/report {t}"), ("group", "/warns {u}"), ("group", "/warns {t}"),
-    ("group", "/warn {u} spam"), ("group", "/warn @bob {t}"), ("group", "/unwarn {u}"),
-    ("group", "/mute {u} 10m"), ("group", "/mute @bob {d}"), ("group", "/mute @bob 10m {t}"),
-    ("group", "/unmute {u}"), ("group", "/kick {u}"), ("group", "/kick @bob {t}"), ("group", "/ban {u}"),
-    ("group", "/ban @bob {d}"), ("group", "/unban {u}"),
+    ("group", "/warn {u} spam"), ("group", "/warn @bobby {t}"), ("group", "/unwarn {u}"),
+    ("group", "/mute {u} 10m"), ("group", "/mute @bobby {d}"), ("group", "/mute @bobby 10m {t}"),
+    ("group", "/unmute {u}"), ("group", "/kick {u}"), ("group", "/kick @bobby {t}"), ("group", "/ban {u}"),
+    ("group", "/ban @bobby {d}"), ("group", "/unban {u}"),
     ("group", "/setrules {t}"), ("group", "/modset {t}"), ("group", "/modset flood_messages {n}"),
     ("group", "/modset banned add {t}"), ("group", "/modset ladder {t}"), ("group", "/modset ladder {n}:ban"),
     ("group", "/setlog -{n}"), ("group", "/setlog {t}"), ("group", "/modlog {n}"), ("group", "/modlog {t}"),
     ("group", "/captcha timeout {d}"), ("group", "/captcha {t}"), ("group", "/setwelcome {t}"),
     ("group", "/antiraid threshold {n}"), ("group", "/antiraid duration {d}"), ("group", "/antiraid {t}"),
     ("group", "/me {t}"), ("group", "/rank {t}"), ("group", "/rank pin {t}"),
-    ("group", "/give @bob {n}"), ("group", "/give @bob 10 {t}"), ("group", "/give {u} 10"),
-    ("group", "/take @bob {n}"), ("group", "/take {t} 10"),
+    ("group", "/give @bobby {n}"), ("group", "/give @bobby 10 {t}"), ("group", "/give {u} 10"),
+    ("group", "/take @bobby {n}"), ("group", "/take {t} 10"),
     ("group", "/set checkin_base {n}"), ("group", "/set showcase_hashtag {t}"), ("group", "/set {t} 1"),
     ("group", "/set checkin_streak_bonus {n}:5"), ("group", "/settings {t}"),
     ("group", "/mydata {t}"), ("private", "/mydata {t}"), ("group", "/forgetme {t}"), ("private", "/forgetme {t}"),
@@ -149,7 +149,7 @@ async def snapshot(world: Any) -> dict[str, int]:
 
 async def build(world: Any) -> dict[str, Any]:
     owner = world.user("Olga", language_code="en")
-    bob = world.user("Bob", language_code="en", username="bob")
+    bob = world.user("Bob", language_code="en", username="bobby")
     chat = world.group("Fans", owner=owner)
     private = world.private(owner)
     world.private(bob)
@@ -157,7 +157,7 @@ async def build(world: Any) -> dict[str, Any]:
     for setup in (
         "/shop add 面膜 | 10 | 5", "/product add 面膜 | 99 | 39.9 | 10", "/vote new 选品 | 2d | 面膜 39.9 | 精华 129",
         "/lottery new 免单一份 end=2h", "/groupbuy new 面膜 | 59 | 39.9 | 5 | 100", "/topic add 今天买了什么？",
-        "/give @bob 100",
+        "/give @bobby 100",
     ):
         said = texts(await world.send(chat, owner, setup))
         assert said, setup
