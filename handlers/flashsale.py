@@ -33,10 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import IN_GROUP, Blueprint, CommandInfo, Keywords, edit_in_place, esc
 from handlers.kit import (
+    ALERT_MAX,
+    CAPTION_MAX,
     DURATION_FORMS,
     HOUR_MINUTE,
     INT32_MAX,
     MONTH_DAY_TIME,
+    NO_VALUE,
     RowId,
     UsageError,
     clip,
@@ -63,9 +66,6 @@ COMMANDS = [
 
 KEYWORDS = {"秒杀", "限时秒杀", "秒殺", "限時秒殺"}
 EDIT_INTERVAL = 6.0  # seconds between two edits of one sale post: at most 10 of the group's 20 messages a minute
-ALERT_MAX = 200  # answerCallbackQuery text limit (Bot API: 0-200 characters)
-CAPTION_MAX = 1024  # a photo's caption limit (Bot API sendPhoto)
-NO_VALUE = {"-", "", "none", "no", "无", "不限"}
 WEEKDAY_NAMES = {
     "1": __("Mon"), "2": __("Tue"), "3": __("Wed"), "4": __("Thu"), "5": __("Fri"), "6": __("Sat"), "7": __("Sun"),
 }  # fmt: skip

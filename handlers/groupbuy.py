@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, esc
 from handlers.kit import (
+    ALERT_MAX,
     DURATION_FORMS,
     Count,
     RowId,
@@ -64,7 +65,6 @@ COMMANDS = [
 ]
 
 KEYWORDS = {"拼团", "团购"}
-ALERT_MAX = 200
 QUANTITY_BUTTONS = 3  # join buttons ×1, ×2, ×3 (fewer when the per-member limit is lower)
 DEFAULT_LIMIT = 5
 DEFAULT_DURATION = timedelta(hours=24)

@@ -16,13 +16,19 @@ from handlers.common import esc
 from models.clock import parse_duration
 
 __all__ = [
-    "Count", "DATE", "DATE_TIME", "DURATION_FORMS", "HOUR_MINUTE", "INT32_MAX", "INT64_MAX", "MONTH_DAY_TIME",
-    "RowId", "TelegramId", "UsageError", "clip", "has_control", "local_time", "money",
-    "parse_duration", "parse_row_id", "parse_whole", "split_parts", "whole_number",
+    "ALERT_MAX", "CAPTION_MAX", "Count", "DATE", "DATE_TIME", "DURATION_FORMS", "HOUR_MINUTE", "INT32_MAX",
+    "INT64_MAX", "MONTH_DAY_TIME", "NO", "NO_VALUE", "RowId", "TelegramId", "UsageError", "YES", "clip",
+    "has_control", "local_time", "money", "parse_duration", "parse_row_id", "parse_whole", "split_parts",
+    "whole_number",
 ]
 
 INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int: costs, stock, limits, counts, days)
 INT64_MAX = 2**63 - 1  # a BigInteger column (Telegram ids, row ids); SQLite's integers overflow past it too
+ALERT_MAX = 200  # answerCallbackQuery text limit (Bot API: 0-200 characters)
+CAPTION_MAX = 1024  # a photo's or document's caption limit (sendPhoto, sendDocument)
+YES = frozenset({"1", "yes", "y", "true", "on", "是"})
+NO = frozenset({"0", "no", "n", "false", "off", "否"})
+NO_VALUE = frozenset({"-", "", "none", "no", "all", "无", "不限"})  # "no limit", "everyone", "no picture"
 DURATION_FORMS = "30s, 5m, 1h30m, 12h, 2d, 1w, 30秒, 5分钟, 3小时, 2天, 1周, 半小时"  # shown in usage lines
 
 # Numbers in callback data, bounded like the columns they are looked up in: a forged or stale button whose data

@@ -32,8 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, edit_in_place, esc, tier_label
 from handlers.kit import (
+    CAPTION_MAX,
     DURATION_FORMS,
     INT32_MAX,
+    NO,
+    YES,
     RowId,
     UsageError,
     local_time,
@@ -56,10 +59,7 @@ COMMANDS = [
 ]
 
 EDIT_INTERVAL = 10.0  # seconds between two edits of one lottery post
-CAPTION_MAX = 1024  # Telegram's caption limit (sendDocument)
 NAMES_IN_CAPTION = 10
-YES = {"1", "yes", "y", "true", "on", "是"}
-NO = {"0", "no", "n", "false", "off", "否"}
 OPTION = re.compile(r"(?:^|\s)(winners|end|max|keyword|tier|hours|checkin|streak|cost|claim)\s*=", re.IGNORECASE)
 # a number of points (checked by parse_whole, so "-1 points" or "10^30 points" is a usage error, not a text prize)
 POINTS_PRIZE = re.compile(r"^([-+]?[\d²³¹][\d²³¹,]*)\s*(points?|pts|积分|積分)$", re.IGNORECASE)

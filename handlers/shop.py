@@ -26,7 +26,19 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, display_name, esc, tier_label
-from handlers.kit import DATE, RowId, UsageError, clip, local_time, parse_row_id, parse_whole
+from handlers.kit import (
+    ALERT_MAX,
+    DATE,
+    NO,
+    NO_VALUE,
+    YES,
+    RowId,
+    UsageError,
+    clip,
+    local_time,
+    parse_row_id,
+    parse_whole,
+)
 from handlers.roles import actor_is_admin, require_admin
 from models import groups, points, shop
 from models.db import utcnow
@@ -46,13 +58,9 @@ COMMANDS = [
 KEYWORDS = {"积分商城", "兑换"}
 EDIT_INTERVAL = 10.0  # seconds between two edits of one shop message
 MAX_LISTED = 30  # items in one shop message (Telegram: 4096 characters, 100 buttons)
-ALERT_MAX = 200  # answerCallbackQuery text limit
 GROUP_COUPONS_SHOWN = 5
 PRIVATE_COUPONS_SHOWN = 50
-NO_VALUE = {"-", "", "none", "no", "all", "无", "不限"}
 MAX_VALID_DAYS = 36_500  # a coupon's expiry must stay a date
-YES = {"1", "yes", "y", "true", "on", "是"}
-NO = {"0", "no", "n", "false", "off", "否"}
 
 STATUS_LABELS = {
     "issued": __("unused"), "used": __("used"), "cancelled": __("cancelled"), "expired": __("expired"),

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import IN_GROUP, IN_PRIVATE, Blueprint, CommandInfo, Keywords, edit_in_place, esc, tier_label
 from handlers.kit import (
+    ALERT_MAX,
     DURATION_FORMS,
     RowId,
     UsageError,
@@ -56,7 +57,6 @@ COMMANDS = [
 
 KEYWORDS = {"投票", "选品投票"}
 EDIT_INTERVAL = 5.0  # seconds between two edits of one post (Telegram: 20 messages a minute per group)
-ALERT_MAX = 200  # answerCallbackQuery text limit
 BAR_WIDTH = 10
 # Defaults of the group buy the winner's button opens (the admin may instead send /groupbuy new with any terms).
 WINNER_MIN_PEOPLE = 3
