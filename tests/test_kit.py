@@ -126,3 +126,11 @@ async def test_mydata_holds_no_other_persons_id(world) -> None:  # type: ignore[
     assert exported["user_id"] == bob.id
     assert str(owner.id) not in payload
     assert "someone else" in payload  # the admin who gave the points, named as nobody in particular
+
+
+def test_a_topic_file_with_control_characters_is_not_plain_text() -> None:
+    from models.topics import TopicError, decode_topic_file
+
+    assert decode_topic_file("今天买了什么？\r\n\t晒一晒".encode()) == "今天买了什么？\r\n\t晒一晒"
+    with pytest.raises(TopicError):
+        decode_topic_file("今天\x00买了什么？".encode())
