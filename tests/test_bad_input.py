@@ -132,19 +132,18 @@ def answered(calls: list[TelegramMethod[Any]], press: bool) -> bool:
 
 
 async def snapshot(world: Any) -> dict[str, int]:
-    """Rows per table (but the arrival records) and every balance: what a refused input must leave alone."""
-    counts: dict[str, int] = {}
+    """Rows per table (but the arrival records), every balance, each group's settings: what a refused input must
+    leave alone. One query, so that checking after every input stays cheap."""
+    tables = [table for table in SQLModel.metadata.sorted_tables if table.name not in ARRIVAL_TABLES]
+    balances = SQLModel.metadata.tables["points_balances"]
+    columns = [select(func.count()).select_from(table).scalar_subquery().label(table.name) for table in tables]
+    columns.append(select(func.coalesce(func.sum(balances.c.balance), 0)).scalar_subquery().label("sum(balance)"))
     async with world.sessionmaker() as session:
-        for table in SQLModel.metadata.sorted_tables:
-            if table.name in ARRIVAL_TABLES:
-                continue
-            counts[table.name] = int(await session.scalar(select(func.count()).select_from(table)) or 0)
-        balances = SQLModel.metadata.tables["points_balances"]
-        counts["sum(balance)"] = int(await session.scalar(select(func.sum(balances.c.balance))) or 0)
+        counts = dict((await session.execute(select(*columns))).one()._mapping)
         for group in await session.scalars(select(Group)):  # a group's settings, language and zone
             settings = repr((group.locale, group.timezone, sorted(group.settings.items())))
             counts[f"group {group.chat_id}"] = hash(settings)
-    return counts
+    return {key: int(value) for key, value in counts.items()}
 
 
 async def build(world: Any) -> dict[str, Any]:
