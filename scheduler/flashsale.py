@@ -13,6 +13,7 @@ from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.flashsale import edit_post, post_notice, post_round
 from models import flashsale
 from models.db import utcnow
 from models.groups import Group
@@ -24,8 +25,6 @@ log = logging.getLogger("qunbot.scheduler.flashsale")
 async def post_flash_sale(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
     """The "flash_sale" poster (slot.ref_id is the sale's id): open the round of slot.local_day and post it.
     None when there is nothing to post (sale or product gone, round already posted or already over)."""
-    from handlers.flashsale import post_round  # the post and its button live with the grab handler
-
     flash_round = await flashsale.open_round(session, slot.ref_id, slot.local_day)
     if flash_round is None:
         return None
@@ -35,8 +34,6 @@ async def post_flash_sale(ctx: JobContext, session: AsyncSession, slot: Slot) ->
 async def post_flash_notice(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
     """The "flash_notice" poster: announce the coming round, unless the sale is gone or has already begun
     (quiet hours may have held the notice past the start)."""
-    from handlers.flashsale import post_notice
-
     try:
         sale = await flashsale.get_sale(session, slot.group_id, slot.ref_id)
         product = await flashsale.get_product(session, slot.group_id, sale.product_id)
@@ -53,8 +50,6 @@ async def post_flash_notice(ctx: JobContext, session: AsyncSession, slot: Slot) 
 
 async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
     """End every round whose time is over (once: a conditional UPDATE) and edit its post to "ended"."""
-    from handlers.flashsale import edit_post
-
     async with ctx.sessionmaker() as session:
         ended = await flashsale.end_due_rounds(session, now=now)
         places = {}

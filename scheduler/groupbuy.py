@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.groupbuy import announce_closing
 from models import groupbuy
 from models.db import utcnow
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # runner imports this module: no import back at run time
 
 async def close_due_groupbuys(ctx: JobContext, now: datetime | None = None) -> int:
     """Close every open group buy past its deadline; returns how many this call closed (and announced)."""
-    from handlers.groupbuy import announce_closing  # the announcement lives with the post's handler
     from scheduler.runner import close_due
 
     now = now or utcnow()

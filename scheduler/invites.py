@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 
+from handlers.invites import tell_inviter_vested
 from models import invites
 from models.invites import Vested
 
@@ -21,8 +22,6 @@ log = logging.getLogger("qunbot.scheduler.invites")
 
 async def vest_invitations(ctx: JobContext, now: datetime | None = None) -> list[Vested]:
     """Vest every due invitation (rewards and milestone bonuses through the ledger, once each) and notify."""
-    from handlers.invites import tell_inviter_vested  # the note's text lives with the feature's handlers
-
     async with ctx.sessionmaker() as session:
         vested = await invites.vest_due(session, now=now, captcha=invites.captcha_checker())
         for done in vested:

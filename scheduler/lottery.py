@@ -13,6 +13,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.lottery import announce_reroll, publish_draw
 from models import lottery
 from models.db import utcnow
 from scheduler.runner import Job, JobContext
@@ -22,8 +23,6 @@ log = logging.getLogger("qunbot.scheduler.lottery")
 
 async def draw_due_lotteries(ctx: JobContext, now: datetime | None = None) -> int:
     """Draw every open lottery whose end time has passed and publish the results. Returns how many were drawn."""
-    from handlers.lottery import publish_draw  # the result's text lives with the lottery handlers
-
     now = now or utcnow()
     async with ctx.sessionmaker() as session:
         due = await lottery.due_lotteries(session, now=now)
@@ -47,8 +46,6 @@ async def draw_due_lotteries(ctx: JobContext, now: datetime | None = None) -> in
 
 async def reroll_unclaimed_prizes(ctx: JobContext, now: datetime | None = None) -> int:
     """Winners past their claim deadline lose the prize to the next pick; each change is announced."""
-    from handlers.lottery import announce_reroll
-
     async with ctx.sessionmaker() as session:
         results = await lottery.expire_claims(session, now=now or utcnow())
         for result in results:

@@ -14,6 +14,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.newcomers import raid_over, remove_newcomer
 from models import groups, newcomers
 from scheduler.runner import Job, JobContext
 
@@ -25,8 +26,6 @@ CONCURRENCY = 10
 
 async def expire_captchas(ctx: JobContext) -> int:
     """Remove the newcomers whose challenge timed out. Returns how many were handled."""
-    from handlers.newcomers import remove_newcomer  # the removal (Telegram calls, texts) lives with the handlers
-
     async with ctx.sessionmaker() as session:
         expired = await newcomers.expire_checks(session)
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -51,8 +50,6 @@ async def expire_captchas(ctx: JobContext) -> int:
 async def settle_raids(ctx: JobContext, *, now: datetime | None = None) -> int:
     """Raids that ended by themselves: the newcomers they held get a challenge, or are released when captcha is
     off (each group once: models.newcomers.settle_ended_raids). Returns how many groups were settled."""
-    from handlers.newcomers import raid_over
-
     async with ctx.sessionmaker() as session:
         settled = await newcomers.settle_ended_raids(session, now=now)
         for over in settled:

@@ -9,6 +9,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.points import refresh_pinned_board
 from models import points
 from scheduler.runner import POST_CONCURRENCY, JobContext
 
@@ -19,8 +20,6 @@ PINNED_REFRESH_MINUTES = 5  # a pinned board is edited at most this often (and o
 
 async def refresh_pinned_boards(ctx: JobContext) -> int:
     """Bring every pinned leaderboard up to date. Returns how many were edited."""
-    from handlers.points import refresh_pinned_board  # the board's text lives with /rank
-
     async with ctx.sessionmaker() as session:
         boards = await points.pinned_boards(session)
     gate = asyncio.Semaphore(POST_CONCURRENCY)

@@ -27,6 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.checkin import post_board
 from models import boards, groups, shop
 from models.db import transaction, utcnow
 from models.points import load_group
@@ -139,8 +140,6 @@ async def run_schedules(
 
 async def post_checkin_board(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
     """The check-in board's poster. None if the board of that day is already up (a member checked in first)."""
-    from handlers.checkin import post_board  # the board's text and keyboard live with its button handler
-
     return await post_board(ctx.bot, session, slot.chat_id, slot.group_id, slot.local_day)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.topics import post_topic
 from models import topics
 from models.db import utcnow
 from scheduler.runner import Job, JobContext, Slot, register_poster
@@ -21,8 +22,6 @@ KEEP_POSTS = timedelta(days=7)
 
 async def post_daily_topic(ctx: JobContext, session: AsyncSession, slot: Slot) -> int | None:
     """The "topic" poster: the next topic of the group's pool (the starter pack if the pool is empty)."""
-    from handlers.topics import post_topic  # the post's text lives with the reply handler
-
     locale = slot.locale or ctx.i18n.default_locale
     return await post_topic(ctx.bot, session, slot.group_id, slot.chat_id, locale, slot.local_day)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.votes import announce_closing
 from models import votes
 from models.db import utcnow
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # runner imports this module: no import back at run time
 
 async def close_due_votes(ctx: JobContext, now: datetime | None = None) -> int:
     """Close every open vote past its deadline; returns how many this call closed (and announced)."""
-    from handlers.votes import announce_closing  # the announcement's text and button live with its handler
     from scheduler.runner import close_due
 
     now = now or utcnow()
