@@ -147,12 +147,16 @@ async def require_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
     """True if the actor is an admin now; otherwise tells them (an alert for a press, a reply for a command)."""
     if await actor_is_admin(bot, event):
         return True
-    text = _("Only group admins can do that.")
+    await refuse(event, _("Only group admins can do that."))
+    return False
+
+
+async def refuse(event: Message | CallbackQuery, text: str) -> None:
+    """Tell a refused actor why: an alert for a press, a reply for a command."""
     if isinstance(event, CallbackQuery):
         await event.answer(text, show_alert=True)
     else:
         await event.reply(text)
-    return False
 
 
 async def is_chat_owner(bot: Bot, chat_id: int, user_id: int) -> bool:
@@ -201,11 +205,7 @@ async def require_moderator(bot: Bot, session: AsyncSession, event: Message | Ca
     """actor_can_moderate, telling a refused actor why (an alert for a press, a reply for a command)."""
     if await actor_can_moderate(bot, session, event):
         return True
-    text = _("Only group admins and moderators can do that.")
-    if isinstance(event, CallbackQuery):
-        await event.answer(text, show_alert=True)
-    else:
-        await event.reply(text)
+    await refuse(event, _("Only group admins and moderators can do that."))
     return False
 
 
