@@ -12,6 +12,7 @@ from handlers import (
     checkin,
     flashsale,
     groupbuy,
+    guard,
     invites,
     lottery,
     membership,
@@ -24,20 +25,18 @@ from handlers import (
     shop,
     start,
     topics,
+    unhandled,
     votes,
 )
 from handlers.common import CommandInfo
 from handlers.switchboard import Switchboard
 
-# Order matters: service and membership updates first, commands and keywords next. Ordinary group messages do
-# not walk this list: the group-message pipeline (bot/pipeline.py) runs the moderation verdict first and then its
-# observers in a declared order, asking these handlers only for keyword features.
 # roles comes first: it only watches chat_member updates (keeping the admin cache current) and lets them pass.
 # invites comes next for the same reason: it attributes joins and notices service-message joins, letting both pass.
 # newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
 FEATURES: list[ModuleType] = [
-    roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
-    schedule, topics, lottery, moderation, points,
+    guard, roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
+    schedule, topics, lottery, moderation, points, unhandled,
 ]
 
 

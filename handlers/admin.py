@@ -10,7 +10,8 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin
+from handlers.common import CommandInfo, esc
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import groups
 from models.clock import is_time_zone

@@ -25,8 +25,9 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, tier_label
 from handlers.live_posts import BUSY, Busy, LivePost, LivePosts, PostKind, Shown
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import boards, checkin, groups, points, schedules
 from models.clock import local_day

@@ -1,5 +1,6 @@
-"""What several handlers share: who is acting (re-checked at the moment of acting), commands for /help and
-setMyCommands, and escaping text for HTML."""
+"""What several handlers share: commands for /help and setMyCommands, escaping text for HTML, the people and
+chats qunbot keeps, tier names. Who is acting (re-checked at the moment of acting) is handlers/roles.py's; the
+dispatch engine is handlers/switchboard.py; argument parsing, durations and money are handlers/kit.py's."""
 
 from __future__ import annotations
 
@@ -7,26 +8,10 @@ import html
 from dataclasses import dataclass
 from typing import Literal
 
-from aiogram import Bot
-from aiogram.types import CallbackQuery, Chat, Message, User
-from aiogram.utils.i18n import gettext as _
+from aiogram.types import Chat, User
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 
-# The switchboard's names, re-exported for code written before it had its own module (import them from
-# handlers.switchboard).
-from handlers.switchboard import (  # noqa: F401
-    GROUP_TYPES,
-    IN_GROUP,
-    IN_PRIVATE,
-    Blueprint,
-    ChatIs,
-    Keywords,
-    Service,
-    Switchboard,
-    chat_type_of,
-    index_key,
-)
 from models.groups import ChatSeen, UserSeen
 from models.points import PointsRules
 
@@ -42,41 +27,6 @@ def esc(value: object) -> str:
 
 def display_name(first_name: str | None, username: str | None = None) -> str:
     return first_name or (f"@{username}" if username else "?")
-
-
-async def is_group_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
-    """The owner or an admin of the chat, from the per-chat admin cache in handlers/roles.py (refreshed every
-    few minutes; a chat_member update promoting or demoting someone counts at once)."""
-    from handlers.roles import is_chat_admin  # roles builds on this module
-
-    return await is_chat_admin(bot, chat_id, user_id)
-
-
-async def actor_is_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
-    """The person behind a message or a press is an admin of the chat it happened in, right now.
-
-    An anonymous admin writes as the group itself (sender_chat == chat) and counts as an admin.
-    """
-    message = event if isinstance(event, Message) else event.message
-    if message is None or message.chat.type not in ("group", "supergroup"):
-        return False
-    if isinstance(event, Message) and event.sender_chat is not None:
-        return event.sender_chat.id == event.chat.id
-    if event.from_user is None:
-        return False
-    return await is_group_admin(bot, message.chat.id, event.from_user.id)
-
-
-async def require_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
-    """True if the actor is an admin now; otherwise tells them (an alert for a press, a reply for a command)."""
-    if await actor_is_admin(bot, event):
-        return True
-    text = _("Only group admins can do that.")
-    if isinstance(event, CallbackQuery):
-        await event.answer(text, show_alert=True)
-    else:
-        await event.reply(text)
-    return False
 
 
 Audience = Literal["member", "admin", "private"]

@@ -29,8 +29,26 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin
+from handlers.common import CommandInfo, esc
+from handlers.kit import (
+    ALERT_MAX,
+    CAPTION_MAX,
+    DURATION_FORMS,
+    HOUR_MINUTE,
+    INT32_MAX,
+    MONTH_DAY_TIME,
+    NO_VALUE,
+    RowId,
+    UsageError,
+    clip,
+    local_time,
+    money,
+    parse_duration,
+    parse_row_id,
+    parse_whole,
+)
 from handlers.live_posts import LivePost, PostKind, Shown
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint, Keywords
 from models import flashsale, groups, schedules
 from models.db import utcnow
@@ -51,20 +69,13 @@ COMMANDS = [
 
 KEYWORDS = {"秒杀", "限时秒杀", "秒殺", "限時秒殺"}
 EDIT_INTERVAL = 6.0  # seconds between two edits of one sale post: at most 10 of the group's 20 messages a minute
-ALERT_MAX = 200  # answerCallbackQuery text limit (Bot API: 0-200 characters)
-CAPTION_MAX = 1024  # a photo's caption limit (Bot API sendPhoto)
-NO_VALUE = {"-", "", "none", "no", "无", "不限"}
 WEEKDAY_NAMES = {
     "1": __("Mon"), "2": __("Tue"), "3": __("Wed"), "4": __("Thu"), "5": __("Fri"), "6": __("Sat"), "7": __("Sun"),
 }  # fmt: skip
 
 
 class FlashGrab(CallbackData, prefix="fs"):
-    round_id: int
-
-
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
+    round_id: RowId
 
 
 # -- money and text --------------------------------------------------------------------------------------------
@@ -78,31 +89,17 @@ def parse_money(raw: str) -> int | None:
     match = _MONEY.match(raw.strip())
     if not match:
         return None
-    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
-
-
-def money(cents: int) -> str:
-    """9900 -> '¥99', 3990 -> '¥39.90'."""
-    whole, part = divmod(cents, 100)
-    return f"¥{whole}" if part == 0 else f"¥{whole}.{part:02d}"
+    cents = int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
+    return cents if cents <= INT32_MAX else None  # prices are Integer columns
 
 
 def price_text(flash_price: int | None, points_price: int | None) -> str:
     parts = []
     if flash_price is not None:
-        parts.append(money(flash_price))
+        parts.append(money(flash_price, bare_whole=True))
     if points_price:
         parts.append(_("{points} points").format(points=points_price))
     return " + ".join(parts)
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def local_hhmm(moment: datetime, zone: str, *, with_day: bool = False) -> str:
-    local = moment.astimezone(ZoneInfo(zone))
-    return local.strftime("%m-%d %H:%M" if with_day else "%H:%M")
 
 
 def days_text(sale: FlashSale) -> str:
@@ -116,7 +113,7 @@ def days_text(sale: FlashSale) -> str:
 def product_line(product: FlashProduct) -> str:
     line = _("#{id} <b>{name}</b> — {price} (list {list_price}) · {stock} per sale").format(
         id=product.id, name=esc(product.name), price=price_text(product.flash_price, product.points_price),
-        list_price=money(product.price), stock=product.stock,
+        list_price=money(product.price, bare_whole=True), stock=product.stock,
     )  # fmt: skip
     extras = []
     if product.per_member_limit is not None:
@@ -139,7 +136,8 @@ def render_round(
     lines = [
         _("⚡ <b>Flash sale · {name}</b>").format(name=esc(flash_round.name)),
         _("Flash price: <b>{price}</b> (list price {list_price})").format(
-            price=price_text(flash_round.flash_price, flash_round.points_price), list_price=money(flash_round.price)
+            price=price_text(flash_round.flash_price, flash_round.points_price),
+            list_price=money(flash_round.price, bare_whole=True),
         ),
     ]
     if flash_round.per_member_limit is not None:
@@ -152,14 +150,15 @@ def render_round(
             sold=sold, total=flash_round.stock_total))
     elif flash_round.stock <= 0:
         lines.append(_("🔥 Sold out! All {total} were grabbed.").format(total=flash_round.stock_total))
-        lines.append(_("Ends at {time}.").format(time=local_hhmm(flash_round.ends_at, zone)))
+        lines.append(_("Ends at {time}.").format(time=local_time(flash_round.ends_at, zone, HOUR_MINUTE)))
     else:
         lines.append(_("Left: <b>{left}</b> of {total}").format(left=flash_round.stock, total=flash_round.stock_total))
         if flash_round.starts_at > now:
             lines.append(_("Starts at {start}, ends at {end}.").format(
-                start=local_hhmm(flash_round.starts_at, zone), end=local_hhmm(flash_round.ends_at, zone)))
+                start=local_time(flash_round.starts_at, zone, HOUR_MINUTE),
+                end=local_time(flash_round.ends_at, zone, HOUR_MINUTE)))
         else:
-            lines.append(_("Ends at {time}.").format(time=local_hhmm(flash_round.ends_at, zone)))
+            lines.append(_("Ends at {time}.").format(time=local_time(flash_round.ends_at, zone, HOUR_MINUTE)))
         lines.append(_("First come, first served: tap the button. Only you will see your order code."))
         builder = InlineKeyboardBuilder()
         assert flash_round.id is not None
@@ -187,8 +186,9 @@ async def post_notice(bot: Bot, chat_id: int, product: FlashProduct, sale: Flash
     text = "\n".join([
         _("⏰ <b>Flash sale in {minutes} minutes!</b>").format(minutes=sale.notice_minutes),
         _("{name} at {time}: <b>{price}</b> (list price {list_price}), only {stock}.").format(
-            name=esc(product.name), time=local_hhmm(starts_at, zone),
-            price=price_text(product.flash_price, product.points_price), list_price=money(product.price),
+            name=esc(product.name), time=local_time(starts_at, zone, HOUR_MINUTE),
+            price=price_text(product.flash_price, product.points_price),
+            list_price=money(product.price, bare_whole=True),
             stock=product.stock,
         ),
     ])  # fmt: skip
@@ -382,16 +382,8 @@ def parse_flash_price(raw: str) -> tuple[int | None, int | None]:
     return flash, prize
 
 
-def parse_count(raw: str, what: str, *, minimum: int = 0) -> int:
-    value = raw.strip()
-    if not value.isdigit() or int(value) < minimum or int(value) > 10**9:
-        raise UsageError(_("{what} must be a whole number of at least {minimum}, not “{raw}”.").format(
-            what=what, minimum=minimum, raw=esc(clip(value, 32))))
-    return int(value)
-
-
 def parse_limit(raw: str) -> int | None:
-    return None if raw.strip().lower() in NO_VALUE else parse_count(raw, _("The limit"), minimum=1)
+    return None if raw.strip().lower() in NO_VALUE else parse_whole(raw, _("The limit"), minimum=1)
 
 
 def photo_of(message: Message) -> str | None:
@@ -403,10 +395,10 @@ def photo_of(message: Message) -> str | None:
 
 
 def parse_id(raw: str) -> int:
-    value = raw.strip().lstrip("#")
-    if not value.isdigit() or len(value) > 18:
+    value = parse_row_id(raw)
+    if value is None:
         raise UsageError(_("“{value}” is not an id number.").format(value=esc(clip(raw, 32))))
-    return int(value)
+    return value
 
 
 @router.message(Command("product"), IN_GROUP)
@@ -449,12 +441,14 @@ async def product_add(message: Message, rest: str, session: AsyncSession, gid: i
     parts = [part.strip() for part in rest.replace("｜", "|").split("|")]
     if len(parts) not in (4, 5) or not parts[0]:
         raise UsageError(_("Give name, list price, flash price and stock, separated by |."))
-    name = clip(parts[0], 128)
+    name = parts[0].strip()
+    if not 0 < len(name) <= 128:
+        raise UsageError(_("The name must be 1 to 128 characters."))
     price = parse_money(parts[1])
     if price is None:
         raise UsageError(_("“{value}” is not a price.").format(value=esc(clip(parts[1], 32))))
     flash, prize = parse_flash_price(parts[2])
-    stock = parse_count(parts[3], _("The stock"), minimum=1)
+    stock = parse_whole(parts[3], _("The stock"), minimum=1)
     limit = parse_limit(parts[4]) if len(parts) == 5 else None
     product = await flashsale.add_product(session, gid, name, price, stock, flash_price=flash, points_price=prize,
                                           per_member_limit=limit, photo_file_id=photo_of(message))
@@ -472,7 +466,9 @@ async def product_edit(message: Message, rest: str, session: AsyncSession, gid: 
     for key, raw in _FIELD.findall(tail):
         key, raw = key.lower(), raw.strip()
         if key == "name" and raw:
-            fields["name"] = clip(raw, 128)
+            if len(raw) > 128:
+                raise UsageError(_("The name must be 1 to 128 characters."))
+            fields["name"] = raw
         elif key == "price" and (cents := parse_money(raw)) is not None:
             fields["price"] = cents
         elif key == "flash":
@@ -480,9 +476,9 @@ async def product_edit(message: Message, rest: str, session: AsyncSession, gid: 
             if raw.lower() not in NO_VALUE and fields["flash_price"] is None:
                 raise UsageError(_("“{value}” is not a price.").format(value=esc(clip(raw, 32))))
         elif key == "points":
-            fields["points_price"] = None if raw.lower() in NO_VALUE else parse_count(raw, _("Points"), minimum=1)
+            fields["points_price"] = None if raw.lower() in NO_VALUE else parse_whole(raw, _("Points"), minimum=1)
         elif key == "stock":
-            fields["stock"] = parse_count(raw, _("The stock"), minimum=1)
+            fields["stock"] = parse_whole(raw, _("The stock"), minimum=1)
         elif key == "limit":
             fields["per_member_limit"] = parse_limit(raw)
         elif key == "photo" and raw.lower() in NO_VALUE:
@@ -515,20 +511,16 @@ def flashsale_usage() -> str:
         "Usage:\n/flashsale list — the sales and when they run\n"
         "Admins:\n/flashsale new PRODUCT_ID HH:MM DURATION [daily | 1,3,5 | weekdays | YYYY-MM-DD] [notice=MINUTES]\n"
         "Example: /flashsale new 3 10:00 30m daily notice=10 — every day at 10:00 for 30 minutes, announced at 09:50\n"
-        "Duration: 30m, 1h, 1h30m. Days: ISO weekdays 1 (Mon) to 7 (Sun), or one date.\n"
+        "Duration: {forms}. Days: ISO weekdays 1 (Mon) to 7 (Sun), or one date.\n"
         "/flashsale cancel ID — stop a sale (a running one ends now)\n"
         "/flashsale orders ID [YYYY-MM-DD] — the orders as a CSV file, in private chat"
-    )
+    ).format(forms=DURATION_FORMS)
 
 
-_DURATION = re.compile(r"^(?:(\d{1,2})h)?(?:(\d{1,4})(?:m|min)?)?$", re.IGNORECASE)
-
-
-def parse_duration(raw: str) -> int | None:
-    match = _DURATION.match(raw.strip())
-    if not match or not raw.strip() or not any(match.groups()):
-        return None
-    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+def parse_minutes(raw: str) -> int | None:
+    """Whole minutes in a duration (the house grammar: 30m, 1h30m, 90 …); None if it is not one."""
+    seconds = parse_duration(raw)
+    return seconds // 60 if seconds is not None and seconds % 60 == 0 else None
 
 
 @dataclass(frozen=True)
@@ -549,15 +541,16 @@ def parse_new_sale(rest: str) -> NewSale:
     at = flashsale.parse_hh_mm(words[1])
     if at is None:
         raise UsageError(_("“{value}” is not a time: use HH:MM.").format(value=esc(clip(words[1], 16))))
-    duration = parse_duration(words[2])
-    if not duration:
-        raise UsageError(_("“{value}” is not a duration: use 30m, 1h or 1h30m.").format(value=esc(clip(words[2], 16))))
+    duration = parse_minutes(words[2])
+    if not duration or duration > flashsale.MAX_DURATION_MINUTES:
+        raise UsageError(_("“{value}” is not a duration in whole minutes up to a day: use {forms}.").format(
+            value=esc(clip(words[2], 16)), forms=DURATION_FORMS))
     weekdays, once_on, notice = "1234567", None, None
     for word in words[3:]:
         lower = word.lower()
         if lower.startswith(("notice=", "提前=")):
-            notice = parse_duration(lower.split("=", 1)[1])
-            if not notice:
+            notice = parse_minutes(lower.split("=", 1)[1])
+            if not notice or notice > flashsale.MAX_NOTICE_MINUTES:
                 raise UsageError(_("notice= takes minutes, e.g. notice=10."))
         elif re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", word):
             try:
@@ -626,7 +619,7 @@ def sale_created_text(sale: FlashSale, zone: str) -> str:
         id=sale.id, days=days_text(sale), time=sale.at, minutes=sale.duration_minutes)
     upcoming = flashsale.next_start(sale, zone, utcnow())
     if upcoming is not None:
-        text += "\n" + _("Next: {when} ({zone}).").format(when=local_hhmm(upcoming, zone, with_day=True), zone=zone)
+        text += "\n" + _("Next: {when} ({zone}).").format(when=local_time(upcoming, zone, MONTH_DAY_TIME), zone=zone)
     if sale.notice_minutes:
         text += "\n" + _("Announced {minutes} minutes ahead.").format(minutes=sale.notice_minutes)
     return text
@@ -650,7 +643,7 @@ async def sale_list(message: Message, session: AsyncSession, group: Group) -> No
         if line.live is not None and line.live.starts_at <= now:
             state = _("on now: {left} left").format(left=line.live.stock)
         elif (upcoming := flashsale.next_start(sale, zone, now)) is not None:
-            state = _("next {when}").format(when=local_hhmm(upcoming, zone, with_day=True))
+            state = _("next {when}").format(when=local_time(upcoming, zone, MONTH_DAY_TIME))
         else:
             state = _("over")
         lines.append(f"{head} · {state}")

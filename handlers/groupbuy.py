@@ -26,11 +26,26 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin
+from handlers.common import CommandInfo, esc
+from handlers.kit import (
+    ALERT_MAX,
+    DURATION_FORMS,
+    Count,
+    RowId,
+    UsageError,
+    clip,
+    local_time,
+    money,
+    parse_duration,
+    parse_row_id,
+    parse_whole,
+    split_parts,
+)
 from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
-from handlers.votes import clip, local_time, money, parse_duration, split_parts
-from models import groupbuy, groups
+from handlers.votes import WINNER_HOURS, WINNER_LIMIT, WINNER_MIN_PEOPLE, WINNER_TOTAL, VoteGroupBuy
+from models import groupbuy, groups, votes
 from models.db import utcnow
 from models.groupbuy import GroupBuy, parse_cents
 from models.groups import Group
@@ -44,7 +59,6 @@ COMMANDS = [
 ]
 
 KEYWORDS = {"拼团", "团购"}
-ALERT_MAX = 200
 QUANTITY_BUTTONS = 3  # join buttons ×1, ×2, ×3 (fewer when the per-member limit is lower)
 DEFAULT_LIMIT = 5
 DEFAULT_DURATION = timedelta(hours=24)
@@ -52,12 +66,8 @@ LEAVE = 0  # GroupBuyPress.quantity for the Leave button
 
 
 class GroupBuyPress(CallbackData, prefix="gb"):
-    groupbuy_id: int
-    quantity: int  # 0 = leave
-
-
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
+    groupbuy_id: RowId
+    quantity: Count  # 0 = leave
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
@@ -167,13 +177,13 @@ def usage() -> str:
     return _(
         "Usage: /groupbuy new product | original price | group price | people needed | total units "
         "[| limit per member | deadline]\n"
-        "Prices like 59 or 39.9; limit default 5; deadline a duration (30m, 12h, 2d) or a local time "
+        "Prices like 59 or 39.9; limit default 5; deadline a duration ({forms}) or a local time "
         "YYYY-MM-DD HH:MM, default 24h.\n"
         "Example: /groupbuy new 补水面膜 10片 | 59 | 39.9 | 5 | 100 | 2 | 2d\n"
         "/groupbuy list — open group buys\n"
         "/groupbuy close ID — close now (admins)\n"
         "/groupbuy export ID — the participants as a CSV, sent to you privately (admins)"
-    )
+    ).format(forms=DURATION_FORMS)
 
 
 @dataclass
@@ -187,14 +197,6 @@ class NewGroupBuy:
     deadline: datetime
 
 
-def parse_whole(raw: str, what: str, *, minimum: int = 1, maximum: int = groupbuy.MAX_QUANTITY) -> int:
-    value = raw.strip().replace(",", "")
-    if not value.isdigit() or not minimum <= int(value) <= maximum:
-        raise UsageError(_("{what} must be a whole number from {minimum} to {maximum}, not “{raw}”.").format(
-            what=what, minimum=minimum, maximum=maximum, raw=esc(clip(raw.strip(), 20))))
-    return int(value)
-
-
 def parse_price(raw: str, what: str) -> int:
     cents = parse_cents(raw)
     if cents is None or cents > groupbuy.MAX_PRICE_CENTS:
@@ -204,9 +206,9 @@ def parse_price(raw: str, what: str) -> int:
 
 
 def parse_deadline(raw: str, zone: str, now: datetime) -> datetime:
-    duration = parse_duration(raw)
-    if duration is not None:
-        deadline = now + duration
+    seconds = parse_duration(raw)
+    if seconds is not None:
+        deadline = now + timedelta(seconds=seconds)
     else:
         try:
             local = datetime.strptime(" ".join(raw.split()), "%Y-%m-%d %H:%M")
@@ -228,11 +230,11 @@ def parse_new_groupbuy(args: str, zone: str, now: datetime) -> NewGroupBuy:
         raise UsageError(_("The product name is at most {limit} characters.").format(limit=groupbuy.PRODUCT_MAX))
     price = parse_price(parts[1], _("The original price"))
     group_price = parse_price(parts[2], _("The group price"))
-    total = parse_whole(parts[4], _("The total units"))
-    minimum = parse_whole(parts[3], _("The people needed"), maximum=total)
+    total = parse_whole(parts[4], _("The total units"), minimum=1, maximum=groupbuy.MAX_QUANTITY)
+    minimum = parse_whole(parts[3], _("The people needed"), minimum=1, maximum=total)
     limit = min(DEFAULT_LIMIT, total)
     if len(parts) > 5 and parts[5]:
-        limit = parse_whole(parts[5], _("The limit per member"), maximum=total)
+        limit = parse_whole(parts[5], _("The limit per member"), minimum=1, maximum=total)
     deadline = now + DEFAULT_DURATION
     if len(parts) > 6 and parts[6]:
         deadline = parse_deadline(parts[6], zone, now)
@@ -242,11 +244,6 @@ def parse_new_groupbuy(args: str, zone: str, now: datetime) -> NewGroupBuy:
 def group_id(group: Group) -> int:
     assert group.id is not None
     return group.id
-
-
-def parse_id(raw: str) -> int | None:
-    value = raw.strip().split()[0].lstrip("#") if raw.strip() else ""
-    return int(value) if value.isdigit() else None
 
 
 @router.message(Command("groupbuy"), IN_PRIVATE)
@@ -289,7 +286,7 @@ async def groupbuy_command(message: Message, command: CommandObject, bot: Bot, s
         )  # fmt: skip
         await post_groupbuy(bot, session, chat_id, zone, row)
         return
-    groupbuy_id = parse_id(rest)
+    groupbuy_id = parse_row_id(rest.split()[0]) if rest.split() else None
     if groupbuy_id is None:
         await message.reply(esc(usage()))
         return
@@ -422,3 +419,35 @@ async def answer_join(query: CallbackQuery, bot: Bot, session: AsyncSession, res
             await bot.send_message(entry.user_id, message)
         except TelegramAPIError:
             pass  # they blocked the bot: the alert already showed the code
+
+
+# -- a vote's winner becomes a group buy (the button lives on the vote's post) ---------------------------------
+
+
+@router.callback_query(VoteGroupBuy.filter(), IN_GROUP)
+async def open_groupbuy_for_winner(query: CallbackQuery, callback_data: VoteGroupBuy, bot: Bot,
+                                   session: AsyncSession, group: Group) -> None:
+    if not await require_admin(bot, query):
+        return
+    gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
+    try:
+        vote = await votes.get_vote(session, callback_data.vote_id, gid)
+    except votes.VoteNotFound:
+        await query.answer(_("This vote is gone."), show_alert=True)
+        return
+    winner = next((o for o in await votes.get_options(session, callback_data.vote_id)
+                   if o.id == vote.winner_option_id), None)
+    if vote.status != "closed" or winner is None:
+        await query.answer(_("This vote has no winner."), show_alert=True)
+        return
+    now = utcnow()
+    row, created = await groupbuy.create_groupbuy(
+        session, gid, winner.name, price_cents=winner.price_cents, group_price_cents=winner.price_cents,
+        min_participants=WINNER_MIN_PEOPLE, total_quantity=WINNER_TOTAL, per_member_limit=WINNER_LIMIT,
+        deadline=now + timedelta(hours=WINNER_HOURS), created_by=query.from_user.id, vote_id=vote.id, now=now,
+    )  # fmt: skip
+    if not created:
+        await query.answer(_("Group buy #{id} for this vote is already open.").format(id=row.id), show_alert=True)
+        return
+    await query.answer(_("Group buy #{id} is open for {name}.").format(id=row.id, name=clip(winner.name, 40)))
+    await post_groupbuy(bot, session, chat_id, zone, row)

@@ -28,8 +28,9 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, display_name, esc, require_admin
+from handlers.common import CommandInfo, display_name, esc
 from handlers.points import is_person
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
 from models import groups, invites, roles
 from models.db import utcnow

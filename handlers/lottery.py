@@ -28,8 +28,22 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, tier_label
+from handlers.kit import (
+    CAPTION_MAX,
+    DURATION_FORMS,
+    INT32_MAX,
+    NO,
+    YES,
+    RowId,
+    UsageError,
+    local_time,
+    parse_duration,
+    parse_row_id,
+    parse_whole,
+)
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint
 from models import groups, lottery, points, shop
 from models.db import utcnow
@@ -45,33 +59,23 @@ COMMANDS = [
 ]
 
 EDIT_INTERVAL = 10.0  # seconds between two edits of one lottery post
-CAPTION_MAX = 1024  # Telegram's caption limit (sendDocument)
 NAMES_IN_CAPTION = 10
-YES = {"1", "yes", "y", "true", "on", "是"}
-NO = {"0", "no", "n", "false", "off", "否"}
 OPTION = re.compile(r"(?:^|\s)(winners|end|max|keyword|tier|hours|checkin|streak|cost|claim)\s*=", re.IGNORECASE)
-DURATION = re.compile(r"^(\d{1,4})\s*(m|min|分钟|h|小时|d|天)$", re.IGNORECASE)
-POINTS_PRIZE = re.compile(r"^(\d{1,7})\s*(points?|pts|积分)$", re.IGNORECASE)
-COUPON_PRIZE = re.compile(r"^(?:coupon|优惠券)\s*#?(\d{1,12})$", re.IGNORECASE)
+# a number of points (checked by parse_whole, so "-1 points" or "10^30 points" is a usage error, not a text prize)
+POINTS_PRIZE = re.compile(r"^([-+]?[\d²³¹][\d²³¹,]*)\s*(points?|pts|积分|積分)$", re.IGNORECASE)
+COUPON_PRIZE = re.compile(r"^(?:coupon|优惠券|優惠券)\s*#?(\d{1,12})$", re.IGNORECASE)
+COUPON_WORD = re.compile(r"^(?:coupon|优惠券|優惠券)(?:\s|#|$)", re.IGNORECASE)
 
 
 class LotteryEnter(CallbackData, prefix="lot"):
-    lottery_id: int
+    lottery_id: RowId
 
 
 class LotteryClaim(CallbackData, prefix="lotc"):
-    lottery_id: int
-
-
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
+    lottery_id: RowId
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
-
-
-def local_time(moment: datetime, zone: str) -> str:
-    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 def prize_label(lot: Lottery) -> str:
@@ -306,35 +310,23 @@ def usage() -> str:
         "Admins:\n/lottery new PRIZE [winners=N] [end=…] [max=N] [keyword=…] [tier=…] [hours=N] [checkin=yes] "
         "[streak=N] [cost=N] [claim=H]\n"
         "  PRIZE: any text, “100 points”, or “coupon #3” (an item of /shop)\n"
-        "  end: 30m, 2h, 1d, 20:00 or 2026-12-01 20:00 (group time); max: draw when N people have entered "
-        "(default: end=24h)\n"
+        "  end: a duration ({forms}), 20:00 or 2026-12-01 20:00 (group time); max: draw when N people have "
+        "entered (default: end=24h)\n"
         "  keyword: enter by replying to the post with this word (default: a button)\n"
         "  tier / hours / checkin / streak: who may enter; cost: entry points; claim: hours to claim (default 24)\n"
         "  Example: /lottery new 免单一份 winners=1 end=20:00 keyword=评论抽免单\n"
         "/lottery draw ID — draw now\n/lottery cancel ID — cancel and refund entry points\n"
         "/lottery reroll ID N — replace winner number N with the next pick"
-    )
-
-
-def parse_whole(raw: str, what: str, *, minimum: int = 1, most: int = 10_000_000) -> int:
-    value = raw.strip()
-    if not value.isdigit() or not minimum <= int(value) <= most:
-        raise UsageError(_("{what} must be a whole number from {minimum} to {most}, not “{raw}”.").format(
-            what=what, minimum=minimum, most=most, raw=esc(value[:32])))
-    return int(value)
+    ).format(forms=DURATION_FORMS)
 
 
 def parse_end(raw: str, zone: str, now: datetime) -> datetime:
     """30m / 2h / 1d, HH:MM (the next one, group time), or YYYY-MM-DD HH:MM (group time)."""
     value = " ".join(raw.split())
     tz = ZoneInfo(zone)
-    match = DURATION.match(value)
-    if match:
-        amount, unit = int(match[1]), match[2].lower()
-        step = timedelta(minutes=1) if unit in ("m", "min", "分钟") else timedelta(hours=1) if unit in (
-            "h", "小时") else timedelta(days=1)
-        if amount >= 1:
-            return now + amount * step
+    seconds = parse_duration(value)
+    if seconds is not None:
+        return now + timedelta(seconds=seconds)
     try:
         if re.fullmatch(r"\d{1,2}:\d{2}", value):
             hour, minute = map(int, value.split(":"))
@@ -343,8 +335,8 @@ def parse_end(raw: str, zone: str, now: datetime) -> datetime:
             return moment if moment > now else moment + timedelta(days=1)
         moment = datetime.strptime(value, "%Y-%m-%d %H:%M").replace(tzinfo=tz)
     except ValueError:
-        raise UsageError(_("“{raw}” is not an end time. Use 30m, 2h, 1d, 20:00 or 2026-12-01 20:00.").format(
-            raw=esc(value[:32]))) from None
+        raise UsageError(_("“{raw}” is not an end time. Use a duration ({forms}), 20:00 or 2026-12-01 20:00.").format(
+            raw=esc(value[:32]), forms=DURATION_FORMS)) from None
     if moment <= now:
         raise UsageError(_("The end time {time} has already passed.").format(time=esc(value)))
     return moment
@@ -368,9 +360,12 @@ def parse_new(args: str, zone: str, rules: points.PointsRules, now: datetime) ->
         raise UsageError(_("Say what the prize is."))
     spec = LotterySpec()
     if match := POINTS_PRIZE.match(prize):
-        spec.prize_kind, spec.prize_points = "points", parse_whole(match[1], _("The points prize"), most=1_000_000)
+        spec.prize_kind = "points"
+        spec.prize_points = parse_whole(match[1], _("The points prize"), minimum=1, maximum=1_000_000)
     elif match := COUPON_PRIZE.match(prize):
         spec.prize_kind, spec.prize_item_id = "coupon", int(match[1])
+    elif COUPON_WORD.match(prize):
+        raise UsageError(_("A coupon prize names an item of /shop by its number, e.g. coupon #3."))
     elif len(prize) > lottery.PRIZE_MAX:
         raise UsageError(_("The prize must be at most {most} characters.").format(most=lottery.PRIZE_MAX))
     else:
@@ -379,11 +374,11 @@ def parse_new(args: str, zone: str, rules: points.PointsRules, now: datetime) ->
         end = matches[index + 1].start() if index + 1 < len(matches) else len(args)
         key, raw = match[1].lower(), args[match.end(): end].strip()
         if key == "winners":
-            spec.winners = parse_whole(raw, _("winners"), most=lottery.MAX_WINNERS)
+            spec.winners = parse_whole(raw, _("winners"), minimum=1, maximum=lottery.MAX_WINNERS)
         elif key == "end":
             spec.ends_at = parse_end(raw, zone, now)
         elif key == "max":
-            spec.max_entrants = parse_whole(raw, _("max"))
+            spec.max_entrants = parse_whole(raw, _("max"), minimum=1, maximum=10_000_000)
         elif key == "keyword":
             if not 0 < len(raw) <= lottery.KEYWORD_MAX:
                 raise UsageError(_("The keyword must be 1 to {most} characters.").format(most=lottery.KEYWORD_MAX))
@@ -391,17 +386,17 @@ def parse_new(args: str, zone: str, rules: points.PointsRules, now: datetime) ->
         elif key == "tier":
             spec.min_tier = parse_tier(raw, rules)
         elif key == "hours":
-            spec.min_member_hours = parse_whole(raw, _("hours"), most=24 * 3650)
+            spec.min_member_hours = parse_whole(raw, _("hours"), minimum=1, maximum=24 * 3650)
         elif key == "checkin":
             if raw.lower() not in YES | NO:
                 raise UsageError(_("checkin must be yes or no."))
             spec.require_checkin = raw.lower() in YES
         elif key == "streak":
-            spec.min_streak = parse_whole(raw, _("streak"), most=3650)
+            spec.min_streak = parse_whole(raw, _("streak"), minimum=1, maximum=3650)
         elif key == "cost":
-            spec.entry_cost = parse_whole(raw, _("cost"), minimum=0, most=1_000_000)
+            spec.entry_cost = parse_whole(raw, _("cost"), minimum=0, maximum=1_000_000)
         elif key == "claim":
-            spec.claim_hours = parse_whole(raw, _("claim"), most=24 * 90)
+            spec.claim_hours = parse_whole(raw, _("claim"), minimum=1, maximum=24 * 90)
     if spec.ends_at is None and spec.max_entrants is None:
         spec.ends_at = now + timedelta(hours=24)
     if spec.max_entrants is not None and spec.max_entrants < spec.winners:
@@ -480,11 +475,6 @@ async def new_lottery(message: Message, args: str, bot: Bot, session: AsyncSessi
     await lottery.set_post_message(session, lot.id, sent.message_id)
 
 
-def parse_id(raw: str) -> int | None:
-    value = raw.strip().lstrip("#")
-    return int(value) if value.isdigit() else None
-
-
 async def admin_action(message: Message, sub: str, rest: str, bot: Bot, session: AsyncSession, group: Group,
                        live_posts: LivePosts) -> None:
     if not await require_admin(bot, message):
@@ -492,8 +482,10 @@ async def admin_action(message: Message, sub: str, rest: str, bot: Bot, session:
     assert group.id is not None
     group_id = group.id
     args = rest.split()
-    lottery_id = parse_id(args[0]) if args else None
-    pick = parse_id(args[1]) if len(args) > 1 else None
+    lottery_id = parse_row_id(args[0]) if args else None
+    pick = parse_row_id(args[1]) if len(args) > 1 else None
+    if pick is not None and pick > INT32_MAX:  # winner numbers are an Integer column
+        pick = None
     if lottery_id is None or (sub == "reroll" and pick is None) or len(args) > (2 if sub == "reroll" else 1):
         await message.reply(usage())
         return

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -31,6 +30,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import GROUP_ANONYMOUS_BOT, TELEGRAM_SERVICE_USER, CommandInfo, esc
+from handlers.kit import DURATION_FORMS, INT64_MAX, MONTH_DAY_TIME, TelegramId, UsageError, local_time, whole_number
 from handlers.roles import (
     Target,
     TargetWords,
@@ -109,13 +109,9 @@ class ModButton(CallbackData, prefix="mod"):
     """A moderator's decision on a reported message: action delete|warn|mute|ban|ignore."""
 
     action: str
-    chat_id: int
-    user_id: int
-    message_id: int
-
-
-class UsageError(Exception):
-    """Bad command input; the message is already localized."""
+    chat_id: TelegramId
+    user_id: TelegramId
+    message_id: TelegramId
 
 
 # -- compiled rules and paces, per process ---------------------------------------------------------------------
@@ -426,20 +422,23 @@ def parse_action_args(args: str | None, *, with_duration: bool) -> ActionArgs:
     seconds = None
     if with_duration and rest:
         first, _sep, after = rest.partition(" ")
-        if first[:1].isdigit():
-            seconds = parse_duration(first)
-            if seconds is None:
-                raise UsageError(_("“{value}” is not a duration. Use 30s, 10m, 2h, 1d or 1h30m (30 s to 366 days).")
-                                 .format(value=esc(first[:32])))
+        seconds = parse_duration(first)
+        if seconds is None and first.lstrip("+-")[:1].isdigit():  # "10x", "-5m": a duration gone wrong
+            raise UsageError(_("“{value}” is not a duration. Use {forms} (30 s to 366 days).").format(
+                value=esc(first[:32]), forms=DURATION_FORMS))
+        if seconds is not None:
             rest = after.strip()
-    reason = " ".join(rest.split())[: moderation.REASON_MAX]
+    reason = " ".join(rest.split())
+    if len(reason) > moderation.REASON_MAX:
+        raise UsageError(_("The reason is at most {most} characters.").format(most=moderation.REASON_MAX))
     return ActionArgs(TargetWords(words.user_id, words.username, ""), seconds, reason)
 
 
 def action_usage(command: str) -> str:
     if command in ("mute", "ban"):
         return _("Usage: /{command} (reply to a message, or @username, or id) [duration] [reason]\n"
-                 "Durations: 30s, 10m, 2h, 1d, 1h30m. Example: /{command} @bob 2h flooding").format(command=command)
+                 "Durations: {forms}. Example: /{command} @bob 2h flooding").format(
+                     command=command, forms=DURATION_FORMS)
     return _("Usage: /{command} (reply to a message, or @username, or id) [reason]\n"
              "Example: /{command} @bob spam links").format(command=command)
 
@@ -547,7 +546,8 @@ async def warns_command(
     lines = [_("⚠️ {name}: {count} active warnings (each counts for {days} days).").format(
         name=esc(target.name), count=len(rows), days=rules.warn_expiry_days)]
     for row in rows[-10:]:
-        lines.append(f"• {local_time(row.created_at, group.timezone)} — {esc(row.reason or row.rule or '-')}")
+        when = local_time(row.created_at, group.timezone, MONTH_DAY_TIME)
+        lines.append(f"• {when} — {esc(row.reason or row.rule or '-')}")
     upcoming = next((step for step in rules.ladder if step.at > len(rows)), None)
     if upcoming is not None:
         lines.append(_("At {count}: {outcome}.").format(count=upcoming.at, outcome=step_text(upcoming)))
@@ -804,11 +804,12 @@ async def setlog_command(
         await moderation.set_log_chat(session, group.id, None)
         await message.reply(_("✅ No log chat: alerts go to the admins privately."))
         return
-    if not raw.lstrip("-").isdigit() or not raw.startswith("-") or len(raw) > 20:
+    number = whole_number(raw[1:]) if raw.startswith("-") else None
+    if number is None or not 0 < number <= INT64_MAX:
         await message.reply(esc(_("Usage: /setlog chat_id (a group or channel where I am an admin, e.g. "
                                   "-1001234567890), or /setlog off")))
         return
-    chat_id = int(raw)
+    chat_id = -number
     actor = message.from_user.id if message.from_user and message.sender_chat is None else None
     if actor is not None and not await is_chat_admin(bot, chat_id, actor):
         await message.reply(_("You must be an admin of that chat too."))
@@ -821,13 +822,6 @@ async def setlog_command(
         return
     await moderation.set_log_chat(session, group.id, chat_id)
     await message.reply(_("✅ Moderation alerts now go to the log chat."))
-
-
-def local_time(moment: datetime, zone: str) -> str:
-    try:
-        return moment.astimezone(ZoneInfo(zone)).strftime("%m-%d %H:%M")
-    except Exception:  # an unknown zone must not break a reply
-        return moment.strftime("%m-%d %H:%M")
 
 
 ACTION_LABELS = {
@@ -858,7 +852,7 @@ async def modlog_command(message: Message, bot: Bot, session: AsyncSession, grou
         target = names.get(row.target_id, f"#{row.target_id}") if row.target_id is not None else "-"
         label = ACTION_LABELS.get(row.action)
         rule = RULE_LABELS.get(row.rule or "")
-        line = f"{local_time(row.created_at, group.timezone)} · {esc(actor)} → {esc(target)}: " \
+        line = f"{local_time(row.created_at, group.timezone, MONTH_DAY_TIME)} · {esc(actor)} → {esc(target)}: " \
                f"{label if label is not None else esc(row.action)}"
         if rule is not None:
             line += f" ({rule})"

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -51,8 +49,9 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import ADMIN_STATUSES, CommandInfo, esc, person_seen, require_admin
-from handlers.roles import is_chat_admin, notify_admins
+from handlers.common import ADMIN_STATUSES, CommandInfo, esc, person_seen
+from handlers.kit import DURATION_FORMS, HOUR_MINUTE, Count, RowId, local_time, parse_duration, whole_number
+from handlers.roles import is_chat_admin, notify_admins, require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
 from models import boards, groups, moderation, newcomers
 from models.db import utcnow
@@ -93,8 +92,8 @@ RIGHT_NAMES = {
 class NewcomerPress(CallbackData, prefix="nc"):
     """A press on a challenge: c = check id (0 for the combined post), r = its round, o = the option."""
 
-    c: int
-    r: int
+    c: RowId
+    r: Count
     o: str
 
 
@@ -122,26 +121,6 @@ def duration_text(seconds: int) -> str:
     if seconds % 60 == 0:
         return _("{count} min").format(count=seconds // 60)
     return _("{count} s").format(count=seconds)
-
-
-def local_hhmm(moment: datetime, zone: str) -> str:
-    try:
-        return moment.astimezone(ZoneInfo(zone)).strftime("%H:%M")
-    except Exception:  # an unknown zone name must not break a message
-        return moment.strftime("%H:%M UTC")
-
-
-_DURATION = re.compile(r"^(\d{1,5})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|秒|分钟|分|小时)?$")
-
-
-def parse_duration(text: str) -> int | None:
-    """'3m', '90s', '1h', '5' (minutes) -> seconds; None if not a duration."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        return None
-    unit = (match[2] or "m")[0]
-    factor = {"s": 1, "秒": 1, "h": 3600, "小": 3600}.get(unit, 60)
-    return int(match[1]) * factor
 
 
 def render_welcome(template: str, user_id: int, name: str, group_title: str) -> str:
@@ -355,7 +334,7 @@ def render_lobby(snapshot: newcomers.LobbySnapshot, settings: NewcomerSettings, 
     if snapshot.raid_until is not None:
         lines.append(
             _("🚨 <b>Raid mode</b> until {time}: {count} newcomers restricted, welcome messages paused.").format(
-                time=local_hhmm(snapshot.raid_until, zone), count=snapshot.held
+                time=local_time(snapshot.raid_until, zone, HOUR_MINUTE), count=snapshot.held
             )
         )
         lines.append(_("Admins: /antiraid off ends raid mode and releases them."))
@@ -492,7 +471,7 @@ async def raid_alert(ctx: Context, until: datetime | None) -> None:
         "newcomers are restricted and welcome messages are paused. Send /antiraid off in the group to end it "
         "and release them."
     ).format(group=esc(group.title), count=settings.raid_threshold,
-             time=local_hhmm(until or utcnow(), group.timezone))
+             time=local_time(until or utcnow(), group.timezone, HOUR_MINUTE))
     await audit(ctx.session, group.id, None, "raid_on", f"more than {settings.raid_threshold} joins in a minute")
     await notify_admins(ctx.bot, ctx.session, group, text)
 
@@ -694,8 +673,8 @@ async def remove_newcomer(bot: Bot, session: AsyncSession, group: Group, item: E
 def captcha_usage() -> str:
     return _(
         "Usage:\n/captcha on | off — captcha for newcomers\n/captcha button | sum | emoji — the kind of challenge\n"
-        "/captcha timeout 3m — time to answer (30s to 60m); those who don't answer are removed"
-    )
+        "/captcha timeout 3m — time to answer (30s to 60m: {forms}); those who don't answer are removed"
+    ).format(forms=DURATION_FORMS)
 
 
 def captcha_status(settings: NewcomerSettings) -> str:
@@ -782,8 +761,8 @@ def antiraid_usage() -> str:
         "Usage:\n/antiraid on — raid mode now: every newcomer is restricted\n"
         "/antiraid off — end raid mode and release the newcomers it restricted\n"
         "/antiraid threshold 20 — joins in a minute that switch raid mode on (0 = never automatically)\n"
-        "/antiraid duration 15m — how long raid mode lasts"
-    )
+        "/antiraid duration 15m — how long raid mode lasts (1m to 24h: {forms})"
+    ).format(forms=DURATION_FORMS)
 
 
 def antiraid_status(settings: NewcomerSettings, until: datetime | None, zone: str) -> str:
@@ -793,7 +772,7 @@ def antiraid_status(settings: NewcomerSettings, until: datetime | None, zone: st
     else:
         lines = [_("Anti-raid: automatic raid mode is off.")]
     if until is not None:
-        lines.append(_("🚨 Raid mode is on until {time}.").format(time=local_hhmm(until, zone)))
+        lines.append(_("🚨 Raid mode is on until {time}.").format(time=local_time(until, zone, HOUR_MINUTE)))
     return "\n".join(lines)
 
 
@@ -811,7 +790,7 @@ async def antiraid_command(message: Message, command: CommandObject, bot: Bot, s
         await moderation.record_action(session, group_id=group_id, actor_id=actor, target_id=None, action="raid_on",
                                        rule="newcomers")
         await message.reply(_("🚨 Raid mode is on until {time}: every newcomer is restricted. /antiraid off ends it.")
-                            .format(time=local_hhmm(until, zone)))
+                            .format(time=local_time(until, zone, HOUR_MINUTE)))
         return
     if words == ["off"]:
         released = await newcomers.end_raid(session, group_id)
@@ -824,7 +803,8 @@ async def antiraid_command(message: Message, command: CommandObject, bot: Bot, s
         return
     changes: dict[str, Any] = {}
     if len(words) == 2 and words[0] == "threshold":
-        value = 0 if words[1] in ("off", "0") else (int(words[1]) if words[1].isdigit() else -1)
+        number = whole_number(words[1])
+        value = 0 if words[1] in ("off", "0") else (number if number is not None else -1)
         if not 0 <= value <= 100_000 or 0 < value < 3:
             await message.reply(_("The threshold must be a number of joins from 3 up, or 0 to switch it off."))
             return

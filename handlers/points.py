@@ -40,10 +40,11 @@ from handlers.common import (
     CommandInfo,
     display_name,
     esc,
-    require_admin,
     tier_label,
 )
+from handlers.kit import TelegramId
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import checkin, points, roles, shop
 from models.clock import local_day
@@ -116,8 +117,8 @@ class ShowcaseReview(CallbackData, prefix="showcase"):
     """A moderator's decision on a showcase photo: action "approve" or "reject"; the poster and their message."""
 
     action: str
-    user_id: int
-    message_id: int
+    user_id: TelegramId
+    message_id: TelegramId
 
 
 # -- small helpers ---------------------------------------------------------------------------------------------
@@ -467,8 +468,10 @@ async def _parse_admin_change(
     amount_text, _sep, reason = args.partition(" ")
     if not re.fullmatch(r"\d{1,6}", amount_text) or not 1 <= int(amount_text) <= MAX_ADMIN_AMOUNT:
         return usage
-    reason = " ".join(reason.split())[:REASON_MAX] or None
-    return target, int(amount_text), reason
+    reason = " ".join(reason.split())
+    if len(reason) > REASON_MAX:
+        return _("The reason is at most {most} characters.").format(most=REASON_MAX)
+    return target, int(amount_text), reason or None
 
 
 @router.message(Command("give", "take"), IN_GROUP)

@@ -131,6 +131,43 @@ async def is_chat_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
     return member.status in ADMIN_STATUSES
 
 
+async def is_group_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
+    """The owner or an admin of the chat, from the per-chat admin cache in handlers/roles.py (refreshed every
+    few minutes; a chat_member update promoting or demoting someone counts at once)."""
+    return await is_chat_admin(bot, chat_id, user_id)
+
+
+async def actor_is_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
+    """The person behind a message or a press is an admin of the chat it happened in, right now.
+
+    An anonymous admin writes as the group itself (sender_chat == chat) and counts as an admin.
+    """
+    message = event if isinstance(event, Message) else event.message
+    if message is None or message.chat.type not in ("group", "supergroup"):
+        return False
+    if isinstance(event, Message) and event.sender_chat is not None:
+        return event.sender_chat.id == event.chat.id
+    if event.from_user is None:
+        return False
+    return await is_group_admin(bot, message.chat.id, event.from_user.id)
+
+
+async def require_admin(bot: Bot, event: Message | CallbackQuery) -> bool:
+    """True if the actor is an admin now; otherwise tells them (an alert for a press, a reply for a command)."""
+    if await actor_is_admin(bot, event):
+        return True
+    await refuse(event, _("Only group admins can do that."))
+    return False
+
+
+async def refuse(event: Message | CallbackQuery, text: str) -> None:
+    """Tell a refused actor why: an alert for a press, a reply for a command."""
+    if isinstance(event, CallbackQuery):
+        await event.answer(text, show_alert=True)
+    else:
+        await event.reply(text)
+
+
 async def is_chat_owner(bot: Bot, chat_id: int, user_id: int) -> bool:
     admins = await admin_cache().get(bot, chat_id)
     if admins is not None:
@@ -177,11 +214,7 @@ async def require_moderator(bot: Bot, session: AsyncSession, event: Message | Ca
     """actor_can_moderate, telling a refused actor why (an alert for a press, a reply for a command)."""
     if await actor_can_moderate(bot, session, event):
         return True
-    text = _("Only group admins and moderators can do that.")
-    if isinstance(event, CallbackQuery):
-        await event.answer(text, show_alert=True)
-    else:
-        await event.reply(text)
+    await refuse(event, _("Only group admins and moderators can do that."))
     return False
 
 

@@ -18,7 +18,8 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, esc, require_admin
+from handlers.common import CommandInfo, esc
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import schedules
 from models.groups import Group

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
@@ -25,8 +23,22 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, actor_is_admin, display_name, esc, require_admin, tier_label
+from handlers.common import CommandInfo, display_name, esc, tier_label
+from handlers.kit import (
+    ALERT_MAX,
+    DATE,
+    NO,
+    NO_VALUE,
+    YES,
+    RowId,
+    UsageError,
+    clip,
+    local_time,
+    parse_row_id,
+    parse_whole,
+)
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
+from handlers.roles import actor_is_admin, require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import groups, points, shop
 from models.db import utcnow
@@ -46,12 +58,9 @@ COMMANDS = [
 KEYWORDS = {"积分商城", "兑换"}
 EDIT_INTERVAL = 10.0  # seconds between two edits of one shop message
 MAX_LISTED = 30  # items in one shop message (Telegram: 4096 characters, 100 buttons)
-ALERT_MAX = 200  # answerCallbackQuery text limit
 GROUP_COUPONS_SHOWN = 5
 PRIVATE_COUPONS_SHOWN = 50
-NO_VALUE = {"-", "", "none", "no", "all", "无", "不限"}
-YES = {"1", "yes", "y", "true", "on", "是"}
-NO = {"0", "no", "n", "false", "off", "否"}
+MAX_VALID_DAYS = 36_500  # a coupon's expiry must stay a date
 
 STATUS_LABELS = {
     "issued": __("unused"), "used": __("used"), "cancelled": __("cancelled"), "expired": __("expired"),
@@ -61,7 +70,7 @@ SHOP_POST = PostKind("shop", EDIT_INTERVAL)  # a /shop message is a live post: i
 
 
 class ShopRedeem(CallbackData, prefix="shop"):
-    item_id: int
+    item_id: RowId
 
 
 @dataclass(frozen=True)
@@ -73,25 +82,7 @@ class Place:
     title: str
 
 
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
-
-
 # -- rendering -------------------------------------------------------------------------------------------------
-
-
-def local_time(moment: datetime | None, zone: str, *, with_time: bool = True) -> str:
-    if moment is None:
-        return "?"
-    try:
-        local = moment.astimezone(ZoneInfo(zone))
-    except Exception:  # an unknown zone name must not break a reply
-        local = moment
-    return local.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def mask_code(code: str) -> str:
@@ -209,21 +200,10 @@ def admin_usage(rules: PointsRules) -> str:
     )
 
 
-def parse_count(raw: str, what: str, *, minimum: int = 0) -> int:
-    value = raw.strip().replace(",", "")
-    if not value.isdigit() or int(value) < minimum:
-        raise UsageError(
-            _("{what} must be a whole number of at least {minimum}, not “{raw}”.").format(
-                what=what, minimum=minimum, raw=esc(clip(raw.strip(), 32))
-            )
-        )
-    return int(value)
-
-
 def parse_limit(raw: str) -> int | None:
     if raw.strip().lower() in NO_VALUE:
         return None
-    return parse_count(raw, _("The per-member limit"), minimum=1)
+    return parse_whole(raw, _("The per-member limit"), minimum=1)
 
 
 def parse_tier(raw: str, rules: PointsRules) -> str | None:
@@ -242,10 +222,10 @@ def parse_tier(raw: str, rules: PointsRules) -> str | None:
 
 
 def parse_item_id(raw: str) -> int:
-    value = raw.strip().lstrip("#")
-    if not value.isdigit():
+    value = parse_row_id(raw)
+    if value is None:
         raise UsageError(_("“{raw}” is not an item number (see the #numbers in /shop).").format(raw=esc(clip(raw, 32))))
-    return int(value)
+    return value
 
 
 def parse_name(raw: str) -> str:
@@ -275,15 +255,15 @@ def parse_add(args: str, rules: PointsRules) -> NewItem:
         raise UsageError(_("Give at least a name, a cost and a stock."))
     item = NewItem(
         name=parse_name(parts[0]),
-        cost=parse_count(parts[1], _("The cost")),
-        stock=parse_count(parts[2], _("The stock")),
+        cost=parse_whole(parts[1], _("The cost")),
+        stock=parse_whole(parts[2], _("The stock")),
     )
     if len(parts) > 3 and parts[3]:
         item.per_member_limit = parse_limit(parts[3])
     if len(parts) > 4:
         item.min_tier = parse_tier(parts[4], rules)
     if len(parts) > 5 and parts[5]:
-        item.valid_days = parse_count(parts[5], _("The number of valid days"), minimum=1)
+        item.valid_days = parse_whole(parts[5], _("The number of valid days"), minimum=1, maximum=MAX_VALID_DAYS)
     return item
 
 
@@ -312,15 +292,15 @@ def parse_edit(args: str, rules: PointsRules) -> tuple[int, dict[str, Any]]:
         if key == "name":
             value: Any = parse_name(raw)
         elif key == "cost":
-            value = parse_count(raw, _("The cost"))
+            value = parse_whole(raw, _("The cost"))
         elif key == "stock":
-            value = parse_count(raw, _("The stock"))
+            value = parse_whole(raw, _("The stock"))
         elif key == "limit":
             value = parse_limit(raw)
         elif key == "tier":
             value = parse_tier(raw, rules)
         elif key == "days":
-            value = parse_count(raw, _("The number of valid days"), minimum=1)
+            value = parse_whole(raw, _("The number of valid days"), minimum=1, maximum=MAX_VALID_DAYS)
         elif key == "active":
             if raw.lower() not in YES | NO:
                 raise UsageError(_("active must be yes or no."))
@@ -533,7 +513,7 @@ async def redeem(
     private = await groups.can_write_privately(session, user_id)
     alert = _("✅ {item}\nCode: {code}\nCost: {cost} points · balance: {balance}\nValid until {date}").format(
         item=clip(name, 40), code=coupon.code, cost=coupon.cost, balance=balance,
-        date=local_time(coupon.expires_at, place.timezone, with_time=False),
+        date=local_time(coupon.expires_at, place.timezone, DATE),
     )  # fmt: skip
     hint = _("A copy is in our private chat.") if private else _("Start a private chat with me to keep your codes.")
     await query.answer(clip(alert + "\n" + hint, ALERT_MAX), show_alert=True)
@@ -604,7 +584,7 @@ async def my_coupons_in_group(message: Message, session: AsyncSession, group: Gr
         lines.append(
             "• " + _("{item} — {code} — {status}, until {date}").format(
                 item=esc(clip(names.get((coupon.group_id, coupon.item_id), "?"), 40)), code=esc(mask_code(coupon.code)),
-                status=status_label(coupon), date=local_time(coupon.expires_at, zone, with_time=False),
+                status=status_label(coupon), date=local_time(coupon.expires_at, zone, DATE),
             )
         )  # fmt: skip
     lines.append(_("Codes are secret: send /mycoupons to me in a private chat for the full codes."))

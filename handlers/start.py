@@ -8,7 +8,8 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
-from handlers.common import CommandInfo, actor_is_admin, esc
+from handlers.common import CommandInfo, esc
+from handlers.roles import actor_is_admin
 from handlers.switchboard import IN_PRIVATE, Blueprint
 
 router = Blueprint("start")

@@ -22,8 +22,10 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.common import CommandInfo, display_name, esc, require_admin
+from handlers.common import CommandInfo, display_name, esc
+from handlers.kit import parse_row_id
 from handlers.points import announce_tier_up, is_person
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import points, topics
 from models.clock import local_day
@@ -156,10 +158,11 @@ async def add(message: Message, session: AsyncSession, group: Group, text: str) 
 
 async def remove(message: Message, session: AsyncSession, group: Group, raw: str) -> None:
     assert group.id is not None
-    if not raw.isdigit() or len(raw) > 18:
+    topic_id = parse_row_id(raw)
+    if topic_id is None:
         await message.reply(_("Usage: /topic remove ID (the number shown by /topic list)"))
         return
-    if await topics.remove_topic(session, group.id, int(raw)):
+    if await topics.remove_topic(session, group.id, topic_id):
         await message.reply(_("Topic {id} removed.").format(id=raw))
     else:
         await message.reply(_("There is no topic {id} in this group.").format(id=raw))

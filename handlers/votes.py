@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -24,10 +23,24 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.common import CommandInfo, esc, require_admin, tier_label
+from handlers.common import CommandInfo, esc, tier_label
+from handlers.kit import (
+    ALERT_MAX,
+    DURATION_FORMS,
+    RowId,
+    UsageError,
+    clip,
+    local_time,
+    money,
+    parse_duration,
+    parse_row_id,
+    split_parts,
+    whole_number,
+)
 from handlers.live_posts import LivePost, LivePosts, PostKind, group_post
+from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
-from models import groupbuy, points, votes
+from models import points, votes
 from models.db import utcnow
 from models.groupbuy import format_cents, parse_cents
 from models.groups import Group
@@ -43,7 +56,6 @@ COMMANDS = [
 
 KEYWORDS = {"投票", "选品投票"}
 EDIT_INTERVAL = 5.0  # seconds between two edits of one post (Telegram: 20 messages a minute per group)
-ALERT_MAX = 200  # answerCallbackQuery text limit
 BAR_WIDTH = 10
 # Defaults of the group buy the winner's button opens (the admin may instead send /groupbuy new with any terms).
 WINNER_MIN_PEOPLE = 3
@@ -51,23 +63,16 @@ WINNER_TOTAL = 100
 WINNER_LIMIT = 5
 WINNER_HOURS = 48
 
-_DURATION_PART = re.compile(
-    r"(\d{1,4})\s*(days|day|d|天|hours|hour|hrs|hr|h|小时|时|minutes|minute|mins|min|m|分钟|分)", re.IGNORECASE
-)
 _OPTION = re.compile(r"^([a-z_]+)=(\S+)$", re.IGNORECASE)
 
 
 class VotePick(CallbackData, prefix="vp"):
-    vote_id: int
-    option_id: int
+    vote_id: RowId
+    option_id: RowId
 
 
 class VoteGroupBuy(CallbackData, prefix="vgb"):
-    vote_id: int
-
-
-class UsageError(Exception):
-    """Bad admin input; the message says what was wrong (already localized)."""
+    vote_id: RowId
 
 
 # The vote's post is a live post (handlers/live_posts.py), shared in kind with group buys: edits coalesced.
@@ -75,42 +80,6 @@ POST = PostKind("vote", EDIT_INTERVAL)
 
 
 # -- shared small helpers ------------------------------------------------------------------------------------------
-
-
-def money(cents: int) -> str:
-    return "¥" + format_cents(cents)
-
-
-def local_time(moment: datetime, zone: str) -> str:
-    try:
-        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
-    except Exception:  # an unknown zone name must not break a reply
-        return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """"30m", "12h", "2d", "1d12h", "2天", "3小时", "90分钟" -> a timedelta; None if it is not a duration."""
-    raw = text.strip().replace(" ", "")
-    if not raw or _DURATION_PART.sub("", raw):
-        return None
-    total = timedelta()
-    for amount, unit in _DURATION_PART.findall(raw):
-        unit = unit.lower()
-        if unit in ("d", "day", "days", "天"):
-            total += timedelta(days=int(amount))
-        elif unit in ("h", "hr", "hrs", "hour", "hours", "小时", "时"):
-            total += timedelta(hours=int(amount))
-        else:
-            total += timedelta(minutes=int(amount))
-    return total or None
-
-
-def split_parts(args: str) -> list[str]:
-    return [part.strip() for part in args.replace("｜", "|").split("|")]
 
 
 def find_tier(raw: str, rules: PointsRules) -> str | None:
@@ -266,13 +235,13 @@ def usage(rules: PointsRules) -> str:
     return _(
         "Usage: /vote new title | duration | candidate | candidate … [| options]\n"
         "A candidate: name price [link], e.g. 面膜 39.9 https://shop.example/1 (2 to 10 candidates)\n"
-        "Duration: 30m, 12h, 2d or 1d12h (1 minute to 30 days)\n"
+        "Duration: {forms} (1 minute to 30 days)\n"
         "Options: min_hours=24 (in the group at least 24 hours), min_tier=silver, weights=silver:2,gold:3\n"
         "Tiers: {tiers}. Send the command as a photo's caption to show the photo with the vote.\n"
         "Example: /vote new 下期团购选品 | 2d | 面膜 39.9 | 精华 129 | 口红 89\n"
         "/vote close ID — close now and announce the winner; /vote list — open votes\n"
         "Ties: most votes wins, then most voters, then the candidate listed first."
-    ).format(tiers=", ".join(tier.key for tier in rules.tiers))
+    ).format(tiers=", ".join(tier.key for tier in rules.tiers), forms=DURATION_FORMS)
 
 
 @dataclass
@@ -307,9 +276,10 @@ def parse_options(raw: str, rules: PointsRules, new: NewVote) -> None:
         assert match is not None
         key, value = match[1].lower(), match[2]
         if key == "min_hours":
-            if not value.isdigit() or int(value) > 24 * 365:
+            hours = whole_number(value)
+            if hours is None or hours > 24 * 365:
                 raise UsageError(_("min_hours must be a whole number of hours."))
-            new.min_hours = int(value)
+            new.min_hours = hours
         elif key == "min_tier":
             tier = find_tier(value, rules)
             if tier is None:
@@ -320,9 +290,10 @@ def parse_options(raw: str, rules: PointsRules, new: NewVote) -> None:
             for pair in value.replace("，", ",").split(","):
                 tier_raw, _sep, weight = pair.partition(":")
                 tier = find_tier(tier_raw, rules)
-                if tier is None or not weight.isdigit() or not 1 <= int(weight) <= votes.MAX_WEIGHT:
+                amount = whole_number(weight)
+                if tier is None or amount is None or not 1 <= amount <= votes.MAX_WEIGHT:
                     raise UsageError(_("Weights look like silver:2,gold:3 (tiers of this group, 1 to 100)."))
-                weights[tier] = int(weight)
+                weights[tier] = amount
             new.weights = weights
         else:
             raise UsageError(_("I don't know the option “{option}”.").format(option=esc(clip(key, 20))))
@@ -335,9 +306,11 @@ def parse_new_vote(args: str, rules: PointsRules) -> NewVote:
     title = " ".join(parts[0].split())
     if len(title) > votes.TITLE_MAX:
         raise UsageError(_("The title is at most {limit} characters.").format(limit=votes.TITLE_MAX))
-    duration = parse_duration(parts[1])
-    if duration is None:
-        raise UsageError(_("“{raw}” is not a duration (e.g. 30m, 12h, 2d).").format(raw=esc(clip(parts[1], 20))))
+    seconds = parse_duration(parts[1])
+    if seconds is None:
+        raise UsageError(_("“{raw}” is not a duration (e.g. {forms}).").format(
+            raw=esc(clip(parts[1], 20)), forms=DURATION_FORMS))
+    duration = timedelta(seconds=seconds)
     if not votes.MIN_DURATION <= duration <= votes.MAX_DURATION:
         raise UsageError(_("A vote lasts from 1 minute to 30 days."))
     new = NewVote(title, duration, [])
@@ -416,13 +389,14 @@ async def new_vote(message: Message, rest: str, bot: Bot, session: AsyncSession,
 
 async def close_command(message: Message, rest: str, bot: Bot, session: AsyncSession, gid: int, zone: str,
                         rules: PointsRules) -> None:
-    raw = rest.strip().lstrip("#")
-    if not raw.isdigit():
+    vote_id = parse_row_id(rest)
+    if vote_id is None:
         await message.reply(_("Usage: /vote close ID (the # number on the vote; /vote list shows them)"))
         return
+    raw = str(vote_id)
     closer = message.from_user.id if message.from_user is not None and message.sender_chat is None else None
     try:
-        result = await votes.close_vote(session, int(raw), group_id=gid, closed_by=closer)
+        result = await votes.close_vote(session, vote_id, group_id=gid, closed_by=closer)
     except votes.VoteNotFound:
         await message.reply(_("There is no vote #{id} in this group.").format(id=raw))
         return
@@ -483,34 +457,3 @@ async def pick(query: CallbackQuery, callback_data: VotePick, bot: Bot, session:
     await query.answer(clip(text, ALERT_MAX), show_alert=True)
     if ballot.status != "same":
         live_posts.request(bot, vote_post(bot, callback_data.vote_id, gid, zone, i18n.current_locale))
-
-
-@router.callback_query(VoteGroupBuy.filter(), IN_GROUP)
-async def open_groupbuy_for_winner(query: CallbackQuery, callback_data: VoteGroupBuy, bot: Bot,
-                                   session: AsyncSession, group: Group) -> None:
-    from handlers.groupbuy import post_groupbuy  # the group-buy post lives with its buttons
-
-    if not await require_admin(bot, query):
-        return
-    gid, zone, chat_id = group_id(group), group.timezone, group.chat_id
-    try:
-        vote = await votes.get_vote(session, callback_data.vote_id, gid)
-    except votes.VoteNotFound:
-        await query.answer(_("This vote is gone."), show_alert=True)
-        return
-    winner = next((o for o in await votes.get_options(session, callback_data.vote_id)
-                   if o.id == vote.winner_option_id), None)
-    if vote.status != "closed" or winner is None:
-        await query.answer(_("This vote has no winner."), show_alert=True)
-        return
-    now = utcnow()
-    row, created = await groupbuy.create_groupbuy(
-        session, gid, winner.name, price_cents=winner.price_cents, group_price_cents=winner.price_cents,
-        min_participants=WINNER_MIN_PEOPLE, total_quantity=WINNER_TOTAL, per_member_limit=WINNER_LIMIT,
-        deadline=now + timedelta(hours=WINNER_HOURS), created_by=query.from_user.id, vote_id=vote.id, now=now,
-    )  # fmt: skip
-    if not created:
-        await query.answer(_("Group buy #{id} for this vote is already open.").format(id=row.id), show_alert=True)
-        return
-    await query.answer(_("Group buy #{id} is open for {name}.").format(id=row.id, name=clip(winner.name, 40)))
-    await post_groupbuy(bot, session, chat_id, zone, row)

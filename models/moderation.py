@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 from sqlmodel import Field, SQLModel
 
+from models import clock
 from models.db import (
     BigIntKey,
     UTCDateTime,
@@ -66,37 +67,14 @@ MIN_DURATION = 30
 MAX_DURATION = 366 * 86400
 
 
-# -- durations: one parser for commands and rule knobs -------------------------------------------------------
-
-_UNITS = {
-    "s": 1, "sec": 1, "秒": 1,
-    "m": 60, "min": 60, "分": 60, "分钟": 60, "分鐘": 60,
-    "h": 3600, "hr": 3600, "小时": 3600, "小時": 3600, "时": 3600, "時": 3600,
-    "d": 86400, "day": 86400, "天": 86400, "日": 86400,
-    "w": 604800, "周": 604800, "週": 604800, "星期": 604800,
-}
-_DURATION_PART = re.compile(r"(\d{1,6})\s*(" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")",
-                            re.IGNORECASE)
+# -- durations: the house's one grammar (models/clock.py), within what moderation allows ---------------------
 
 
 def parse_duration(text: str) -> int | None:
-    """Seconds in `text` such as 10m, 2h, 1d, 1h30m, 90s, 2w, 30分钟, 1天; None if it is not a duration or falls
-    outside 30 s .. 366 days. A bare number means minutes."""
-    raw = text.strip().lower().replace(" ", "")
-    if not raw or len(raw) > 32:
-        return None
-    if raw.isascii() and raw.isdigit():
-        seconds = int(raw) * 60
-    else:
-        position, seconds = 0, 0
-        for match in _DURATION_PART.finditer(raw):
-            if match.start() != position:
-                return None
-            seconds += int(match[1]) * _UNITS[match[2].lower()]
-            position = match.end()
-        if position != len(raw) or position == 0:
-            return None
-    return seconds if MIN_DURATION <= seconds <= MAX_DURATION else None
+    """Seconds in `text` (the grammar of models.clock.parse_duration: 10m, 2h, 1h30m, 90s, 2w, 30分钟, 半小时 …);
+    None if it is not a duration or falls outside 30 s .. 366 days."""
+    seconds = clock.parse_duration(text)
+    return seconds if seconds is not None and MIN_DURATION <= seconds <= MAX_DURATION else None
 
 
 def format_duration(seconds: int) -> str:

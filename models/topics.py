@@ -91,14 +91,18 @@ def clean_topic(text: str) -> str:
 
 
 def decode_topic_file(data: bytes) -> str:
-    """A text file's content: UTF-8 (with or without BOM), else GB18030 (Chinese Windows). Raises TopicError."""
+    """A text file's content: UTF-8 (with or without BOM), else GB18030 (Chinese Windows). Raises TopicError,
+    also for control characters (a NUL byte would not even reach PostgreSQL)."""
     if len(data) > IMPORT_MAX_BYTES:
         raise TopicError("file too large")
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        if any(char < " " and char not in "\t\n\r\f" for char in text):  # NUL and the like: not plain text
+            raise TopicError("not a text file")
+        return text
     raise TopicError("not a text file")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.flashsale import post_notice, post_round, round_post  # the posts and their button live there
+from handlers.flashsale import post_notice, post_round, round_post
 from models import flashsale
 from models.db import utcnow
 from models.groups import Group

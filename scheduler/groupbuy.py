@@ -11,7 +11,7 @@ from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.groupbuy import announce_closing  # the announcement lives with the post's handler
+from handlers.groupbuy import announce_closing
 from models import groupbuy
 from models.db import utcnow
 from scheduler.runner import JobContext, close_due

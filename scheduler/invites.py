@@ -10,7 +10,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.cron import CronTrigger
 
-from handlers.invites import tell_inviter_vested  # the note's text lives with the feature's handlers
+from handlers.invites import tell_inviter_vested
 from models import invites
 from models.invites import Vested
 from scheduler.runner import JobContext

@@ -13,7 +13,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.lottery import announce_reroll, publish_draw  # the results' texts live with the handlers
+from handlers.lottery import announce_reroll, publish_draw
 from models import lottery
 from models.db import utcnow
 from scheduler.runner import Job, JobContext
@@ -23,7 +23,6 @@ log = logging.getLogger("qunbot.scheduler.lottery")
 
 async def draw_due_lotteries(ctx: JobContext, now: datetime | None = None) -> int:
     """Draw every open lottery whose end time has passed and publish the results. Returns how many were drawn."""
-
     now = now or utcnow()
     async with ctx.sessionmaker() as session:
         due = await lottery.due_lotteries(session, now=now)

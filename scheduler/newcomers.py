@@ -14,7 +14,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.newcomers import raid_over, remove_newcomer  # the removal (Telegram calls, texts) lives there
+from handlers.newcomers import raid_over, remove_newcomer
 from models import groups, newcomers
 from scheduler.runner import Job, JobContext
 
@@ -26,7 +26,6 @@ CONCURRENCY = 10
 
 async def expire_captchas(ctx: JobContext) -> int:
     """Remove the newcomers whose challenge timed out. Returns how many were handled."""
-
     async with ctx.sessionmaker() as session:
         expired = await newcomers.expire_checks(session)
     gate = asyncio.Semaphore(CONCURRENCY)

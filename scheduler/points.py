@@ -8,7 +8,7 @@ from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.points import refresh_pinned_board  # the board's text lives with /rank
+from handlers.points import refresh_pinned_board
 from models import points
 from scheduler.runner import POST_CONCURRENCY, JobContext
 

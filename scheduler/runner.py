@@ -28,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.checkin import post_board  # the board's text and keyboard live with its button handler
+from handlers.checkin import post_board
 from handlers.live_posts import LivePosts
 from models import boards, groups, shop
 from models.db import transaction, utcnow

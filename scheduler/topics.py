@@ -10,7 +10,7 @@ from typing import Any
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.topics import post_topic  # the post's text lives with the reply handler
+from handlers.topics import post_topic
 from models import topics
 from models.db import utcnow
 from scheduler.runner import Job, JobContext, Posting, Slot

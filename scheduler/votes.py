@@ -11,7 +11,7 @@ from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.votes import announce_closing  # the announcement's text and button live with its handler
+from handlers.votes import announce_closing
 from models import votes
 from models.db import utcnow
 from scheduler.runner import JobContext, close_due

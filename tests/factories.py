@@ -107,6 +107,8 @@ class World:
         self.group_ids = itertools.count(1_000_000_001)
 
     async def close(self) -> None:
+        # Posts still being edited in the background end before the test's database goes.
+        await self.runtime.live_posts.close(flush=False)
         await self.dp.storage.close()
 
     def jobs(self) -> JobContext:

@@ -22,7 +22,8 @@ from aiogram.methods import (
 from aiogram.types import CallbackQuery, Message, PhotoSize, Update, User
 from sqlalchemy import func, select
 
-from handlers.flashsale import FlashGrab, money, parse_duration, parse_money
+from handlers.flashsale import FlashGrab, parse_minutes, parse_money
+from handlers.kit import money
 from models import flashsale, groups, points, schedules
 from models.db import utcnow
 from models.flashsale import FlashOrder, FlashProduct, FlashRound
@@ -121,8 +122,9 @@ def edits_since(world: Any, start: int) -> list[Any]:
 def test_money_and_durations_parse() -> None:
     assert [parse_money(raw) for raw in ("39.9", "99", "¥12.05", "12.5元", "1.234", "abc")] == [
         3990, 9900, 1205, 1250, None, None]
-    assert [money(cents) for cents in (9900, 3990, 5)] == ["¥99", "¥39.90", "¥0.05"]
-    assert [parse_duration(raw) for raw in ("30m", "90", "1h", "1h30m", "x", "")] == [30, 90, 60, 90, None, None]
+    assert [money(cents, bare_whole=True) for cents in (9900, 3990, 5)] == ["¥99", "¥39.90", "¥0.05"]
+    assert [parse_minutes(raw) for raw in ("30m", "90", "1h", "1h30m", "半小时", "90s", "x", "")] == [
+        30, 90, 60, 90, 30, None, None, None]
 
 
 async def test_admin_builds_the_catalog_and_members_are_refused(world) -> None:  # type: ignore[no-untyped-def]

@@ -90,8 +90,12 @@ async def test_a_300_ms_statement_off_the_loop_stalls_it_at_most_20_ms(sessionma
             with off_loop():
                 assert await session.scalar(counting(rows, is_postgres(session))) == rows
 
-    stall, took = await least_stall(long_statement)
-    assert took >= 0.25  # the statement was long (a little margin: the machine's speed drifts)
+    for _attempt in range(4):  # the machine's speed drifts: lengthen the statement until it is long
+        stall, took = await least_stall(long_statement)
+        if took >= 0.25:
+            break
+        rows *= 2
+    assert took >= 0.25  # the statement was long
     assert stall <= STALL_BOUND, f"the loop stalled {stall * 1000:.0f} ms during a {took * 1000:.0f} ms statement"
 
 
@@ -109,7 +113,11 @@ async def test_a_unit_of_work_off_the_loop_stalls_it_at_most_20_ms(sessionmaker)
     if await _postgres(sessionmaker):
         await unit()  # run_off_loop is run_in_transaction there: the Python part stays on the loop by design
         return
-    stall, took = await least_stall(unit)
+    for _attempt in range(4):
+        stall, took = await least_stall(unit)
+        if took >= 0.25:
+            break
+        rows *= 2
     assert took >= 0.25
     assert stall <= STALL_BOUND, f"the loop stalled {stall * 1000:.0f} ms during {took * 1000:.0f} ms of work"
 

@@ -126,7 +126,10 @@ async def test_give_bad_input_gets_usage_or_errors(world, session) -> None:  # t
     bot_message = s.world.message(s.chat, BOT_USER, "a bot's message")
     refused = said(await s.say(s.owner, "/give 5", reply_to_message=bot_message))
     assert refused == "Bots and channels don't collect points."
-    await s.say(s.owner, "/give @alice 100000 maximum " + "x" * 100)
+    too_long = said(await s.say(s.owner, "/give @alice 100000 maximum " + "x" * 100))
+    assert too_long == "The reason is at most 64 characters."  # refused, not cut: nothing given
+    assert await s.balance(s.alice) == 0
+    await s.say(s.owner, "/give @alice 100000 maximum " + "x" * 56)
     assert await s.balance(s.alice) == 100000
     entry = (await points.history(session, s.group_id, s.alice.id))[0]
     assert entry.reference is not None and len(entry.reference) == 64

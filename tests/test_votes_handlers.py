@@ -12,7 +12,7 @@ from aiogram.types import Message, MessageEntity, PhotoSize, Update
 from sqlalchemy import func, select
 
 from handlers.live_posts import LivePosts
-from handlers.votes import VoteGroupBuy, VotePick, parse_duration
+from handlers.votes import VoteGroupBuy, VotePick
 from models import groupbuy, groups, votes
 from models.groupbuy import GroupBuy
 from models.votes import VoteBallot
@@ -67,14 +67,6 @@ class Room:
     async def ballots(self) -> int:
         async with self.world.sessionmaker() as session:
             return int(await session.scalar(select(func.count()).select_from(VoteBallot)) or 0)
-
-
-def test_durations() -> None:
-    assert parse_duration("2d") == timedelta(days=2)
-    assert parse_duration("1d12h") == timedelta(days=1, hours=12)
-    assert parse_duration("90min") == timedelta(minutes=90)
-    assert parse_duration("3小时") == timedelta(hours=3) and parse_duration("2天") == timedelta(days=2)
-    assert parse_duration("soon") is None and parse_duration("") is None and parse_duration("0m") is None
 
 
 async def test_admin_opens_a_vote_members_cannot_and_bad_input_gets_usage(world) -> None:  # type: ignore[no-untyped-def]
