@@ -21,7 +21,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc, tier_label
 from handlers.kit import (
@@ -342,8 +342,8 @@ async def vote_keyword(message: Message, session: AsyncSession, group: Group) ->
 
 
 @router.message(Command("vote"), IN_GROUP)
-async def vote_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group,
-                       dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+async def vote_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
+                       group: Group) -> None:
     args = (command.args or "").strip()
     sub, _sep, rest = args.partition(" ")
     sub = sub.lower()
