@@ -96,6 +96,10 @@ async def run(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            try:
+                await runtime.activity.flush()  # the last minute's activity counts
+            except Exception:
+                log.exception("activity facts: the last flush failed")
     finally:
         if bot is not None:
             await bot.session.close()

@@ -203,10 +203,10 @@ def _folded(keywords: tuple[str, ...]) -> frozenset[str]:
 @router.message(Command("checkin"))
 async def checkin_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                           group: Group, dispatcher: object, sessionmaker: async_sessionmaker[AsyncSession],
-                          i18n: I18n) -> None:
+                          i18n: I18n, runtime: Runtime) -> None:
     args = (command.args or "").split()
     if not args:
-        await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+        await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n, runtime)
     elif args[0] in ("info", "calendar", "日历"):
         await show_calendar(message, session, group)
     elif args[0] in ("makeup", "补签"):
@@ -230,12 +230,12 @@ def usage() -> str:
 
 @router.message(is_checkin_keyword)
 async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
-    await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n)
+                          sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, runtime: Runtime) -> None:
+    await do_checkin(message, bot, session, group, dispatcher, sessionmaker, i18n, runtime)
 
 
 async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, dispatcher: object,
-                     sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> None:
+                     sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n, runtime: Runtime) -> None:
     if message.from_user is None or message.sender_chat is not None:
         return  # channels and anonymous admins have no points
     assert group.id is not None
@@ -243,6 +243,7 @@ async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: G
     result = await checkin.check_in(session, group.id, message.from_user.id, now=now)
     if result.already:
         return  # already on today's board; saying so in the group would only add noise
+    runtime.activity.note(group.id, message.from_user.id, result.day, "checkins")
     await show_on_board(bot, session, group, local_day(now, group.timezone), dispatcher, sessionmaker, i18n)
 
 
@@ -255,6 +256,7 @@ async def checkin_press(query: CallbackQuery, bot: Bot, session: AsyncSession, g
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:
+        runtime.activity.note(group.id, query.from_user.id, result.day, "checkins")
         await show_on_board(bot, session, group, result.day, dispatcher, sessionmaker, i18n)
 
 
