@@ -123,8 +123,6 @@ def note_activity(desk: ActivityDesk, message: Message, group: Group, *, topic_r
 
 def message_kind(message: Message) -> str:
     """text, photo, video, voice, sticker or other (one of models.analytics.MESSAGE_KINDS)."""
-    if message.text is not None:
-        return "text"
     if message.photo:
         return "photo"
     if message.video is not None or message.video_note is not None or message.animation is not None:
@@ -133,7 +131,7 @@ def message_kind(message: Message) -> str:
         return "voice"
     if message.sticker is not None:
         return "sticker"
-    return "other"
+    return "text" if message.text else "other"
 
 
 def _is_service(message: Message) -> bool:

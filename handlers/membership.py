@@ -104,7 +104,7 @@ async def join_source(update: ChatMemberUpdated, session: AsyncSession, group: G
         inviter = await invites.inviter_of_link(session, group.id, link.invite_link)
         if inviter is not None:
             return "member_link", inviter
-        return "admin_link", link.creator.id
+        return "admin_link", None if link.creator.is_bot else link.creator.id
     if update.from_user is not None and update.from_user.id != who.id:
         return "added", update.from_user.id
     return "public", None

@@ -96,8 +96,8 @@ async def test_shanghai_counts_a_2359_and_a_0001_message_on_two_days(sessionmake
     desk.note_message(group.id, group.timezone, 7, datetime(2026, 10, 5, 16, 1, tzinfo=UTC), "photo")  # 00:01 next day
     await desk.flush()
 
-    kpis = await group_kpis(sessionmaker, [group.id], Period.custom(MONDAY, MONDAY + timedelta(days=1), "Asia/Shanghai"),
-                            now=LATER)
+    two_days = Period.custom(MONDAY, MONDAY + timedelta(days=1), "Asia/Shanghai")
+    kpis = await group_kpis(sessionmaker, [group.id], two_days, now=LATER)
 
     assert kpis.activity.daily == [(MONDAY, 1, 1), (MONDAY + timedelta(days=1), 1, 1)]
     assert kpis.activity.heatmap[0][23] == 1 and kpis.activity.heatmap[1][0] == 1  # Monday 23h, Tuesday 0h

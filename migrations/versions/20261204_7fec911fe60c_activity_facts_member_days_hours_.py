@@ -2,7 +2,7 @@
 
 Revision ID: 7fec911fe60c
 Revises: 76d9ddec119f
-Create Date: 2026-12-04 17:35:45.360936
+Create Date: 2026-12-04 17:45:08.658305
 """
 from collections.abc import Sequence
 
@@ -24,9 +24,21 @@ def upgrade() -> None:
     op.create_table('activity_group_days',
     sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('members', sa.Integer(), nullable=False),
+    sa.Column('members', sa.Integer(), nullable=True),
+    sa.Column('actives', sa.Integer(), nullable=False),
+    sa.Column('text', sa.Integer(), nullable=False),
+    sa.Column('photo', sa.Integer(), nullable=False),
+    sa.Column('video', sa.Integer(), nullable=False),
+    sa.Column('voice', sa.Integer(), nullable=False),
+    sa.Column('sticker', sa.Integer(), nullable=False),
+    sa.Column('other', sa.Integer(), nullable=False),
+    sa.Column('replies', sa.Integer(), nullable=False),
+    sa.Column('checkins', sa.Integer(), nullable=False),
+    sa.Column('topic_replies', sa.Integer(), nullable=False),
+    sa.Column('showcases', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_activity_group_days_group_id_groups'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('group_id', 'day', name=op.f('pk_activity_group_days'))
+    sa.PrimaryKeyConstraint('group_id', 'day', name=op.f('pk_activity_group_days')),
+    sqlite_with_rowid=False
     )
     op.create_table('activity_hours',
     sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -35,7 +47,8 @@ def upgrade() -> None:
     sa.Column('messages', sa.Integer(), nullable=False),
     sa.Column('speakers', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_activity_hours_group_id_groups'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('group_id', 'day', 'hour', name=op.f('pk_activity_hours'))
+    sa.PrimaryKeyConstraint('group_id', 'day', 'hour', name=op.f('pk_activity_hours')),
+    sqlite_with_rowid=False
     )
     op.create_table('activity_member_days',
     sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -53,7 +66,8 @@ def upgrade() -> None:
     sa.Column('showcases', sa.Integer(), nullable=False),
     sa.Column('language', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_activity_member_days_group_id_groups'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('group_id', 'day', 'user_id', name=op.f('pk_activity_member_days'))
+    sa.PrimaryKeyConstraint('group_id', 'day', 'user_id', name=op.f('pk_activity_member_days')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('activity_member_days', schema=None) as batch_op:
         batch_op.create_index('ix_activity_member_days_user', ['user_id'], unique=False)

@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.analytics.facts import COUNTERS, GroupDay, HourFact, MemberDay, MembershipEvent, zone_of
+from models.analytics.facts import (
+    COUNTERS,
+    GroupDay,
+    HourFact,
+    MemberDay,
+    MembershipEvent,
+    refresh_day_totals,
+    zone_of,
+)
 from models.db import dialect_insert, is_postgres
 from models.groups import Group, Member, User
 from models.moderation import ModAction
@@ -144,6 +152,7 @@ async def generate_history(sessionmaker: async_sessionmaker[AsyncSession], group
             await _insert(session, insert(MemberDay), member_days)
             await _insert(session, insert(HourFact), hour_rows)
             await _insert(session, dialect_insert(postgres, GroupDay).on_conflict_do_nothing(), group_days)
+            await refresh_day_totals(session, group_id, start, end)
             await _insert(session, insert(ModAction), actions)
 
 

@@ -11,6 +11,7 @@ can be run off the event loop (models.db.run_off_loop) as one unit of work.
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -274,7 +275,8 @@ MESSAGES = sum((M[kind] for kind in MESSAGE_KINDS[1:]), M[MESSAGE_KINDS[0]])
 class _Query:
     def __init__(self, s: Session, gids: list[int], today: date) -> None:
         self.s, self.gids, self.today = s, gids, today
-        self._daily: dict[tuple[date, date], list[Any]] = {}
+        self._daily: dict[tuple[date, date], dict[date, dict[str, int]]] = {}
+        self._people_seen: dict[tuple[date, date], list[Any]] = {}
 
     def one(self, stmt: Any) -> Any:
         return self.s.execute(stmt).scalar()
@@ -319,7 +321,8 @@ class _Query:
                 Member.group_id.in_(self.gids), Member.role.not_in(GONE_ROLES)))  # type: ignore[attr-defined]
         total = 0
         for gid in self.gids:
-            last = self.one(select(GroupDay.members).where(GroupDay.group_id == gid, GroupDay.day <= p.end)  # type: ignore[arg-type]
+            last = self.one(select(GroupDay.members).where(GroupDay.group_id == gid, GroupDay.day <= p.end,  # type: ignore[arg-type]
+                                                           GroupDay.members.is_not(None))  # type: ignore[union-attr]
                             .order_by(GroupDay.day.desc()).limit(1))  # type: ignore[attr-defined]
             if last is None and p.end >= self.today:
                 last = self.one(select(func.count()).select_from(Member).where(
@@ -341,24 +344,61 @@ class _Query:
         return dict(out)
 
     def _languages(self, p: Period) -> dict[str, int]:
-        rows = self.s.execute(select(M.language, func.count(distinct(M.user_id))).where(
-            self.facts(p.start, p.end), M.language.is_not(None)).group_by(M.language)).all()
-        return dict(rows)  # type: ignore[arg-type]
+        return dict(Counter(r[5] for r in self.people(p) if r[1] and r[5]))
 
     # -- activity --------------------------------------------------------------------------------------------
 
-    def daily(self, p: Period) -> list[Any]:
-        """(day, actives, messages, checkins, active member-days) per day with facts."""
+    DAILY = ("actives", *MESSAGE_KINDS, "checkins", "topic_replies", "showcases", "member_days")
+
+    def daily(self, p: Period) -> dict[date, dict[str, int]]:
+        """Per day with facts: active people, messages by kind, check-ins, topic replies, showcases and
+        member-days. One group: its day totals (one row a day); several: one scan of their member days (a
+        person in several groups is one active person that day)."""
         key = (p.start, p.end)
-        if key not in self._daily:
-            self._daily[key] = self.s.execute(
-                select(M.day, func.count(distinct(M.user_id)), func.sum(MESSAGES), func.sum(M.checkins))
-                .where(self.facts(p.start, p.end)).group_by(M.day).order_by(M.day)
+        if key in self._daily:
+            return self._daily[key]
+        if len(self.gids) == 1:
+            D = GroupDay.__table__.c  # type: ignore[attr-defined]
+            rows = self.s.execute(
+                select(D.day, D.actives, *(D[k] for k in MESSAGE_KINDS), D.checkins, D.topic_replies,
+                       D.showcases, D.actives)
+                .where(D.group_id == self.gids[0], D.day >= p.start, D.day <= p.end)
             ).all()
+        else:
+            rows = self.s.execute(
+                select(M.day, func.count(distinct(M.user_id)), *(func.sum(M[k]) for k in MESSAGE_KINDS),
+                       func.sum(M.checkins), func.sum(M.topic_replies), func.sum(M.showcases), func.count())
+                .where(self.facts(p.start, p.end)).group_by(M.day)
+            ).all()
+        self._daily[key] = {row[0]: dict(zip(self.DAILY, (int(v or 0) for v in row[1:]), strict=True))
+                            for row in rows if row[1]}
         return self._daily[key]
 
-    def _distinct(self, start: date, end: date, *where: Any) -> int:
-        return self.one(select(func.count(distinct(M.user_id))).where(self.facts(start, end), *where))
+    def total(self, p: Period, name: str) -> int:
+        return sum(day[name] for day in self.daily(p).values())
+
+    def people(self, p: Period) -> list[Any]:
+        """Per person active in the period or in the 30 days ending on its last day (one scan):
+        (user_id, active in the period 0/1, messages in the period, active in the 7 days ending on its last day
+        0/1, in the 30 days 0/1, their Telegram language in the period)."""
+        key = (p.start, p.end)
+        if key not in self._people_seen:
+            week, month = p.end - timedelta(days=6), p.end - timedelta(days=29)
+            self._people_seen[key] = self.s.execute(select(
+                M.user_id,
+                func.max(case((M.day >= p.start, 1), else_=0)),
+                func.sum(case((M.day >= p.start, MESSAGES), else_=0)),
+                func.max(case((M.day >= week, 1), else_=0)),
+                func.max(case((M.day >= month, 1), else_=0)),
+                func.max(case((M.day >= p.start, M.language))),
+            ).where(self.facts(min(p.start, month), p.end)).group_by(M.user_id)).all()
+        return self._people_seen[key]
+
+    def counts(self, p: Period) -> dict[str, int]:
+        """actives, speakers, wau, mau of the period (from `people`)."""
+        rows = self.people(p)
+        return {"actives": sum(r[1] for r in rows), "speakers": sum(1 for r in rows if r[1] and r[2]),
+                "wau": sum(r[3] for r in rows), "mau": sum(r[4] for r in rows)}
 
     defined("activity.dau", "Daily active members: the mean over the period's days of the active members "
             "each day (a person in several groups counted once a day)")
@@ -375,20 +415,11 @@ class _Query:
     def activity(self, p: Period, b: Period) -> ActivityKpis:
 
         def dau(q: Period) -> float:
-            return sum(row[1] for row in self.daily(q)) / q.days
+            return self.total(q, "actives") / q.days
 
-        def wau(q: Period) -> int:
-            return self._distinct(q.end - timedelta(days=6), q.end)
-
-        def mau(q: Period) -> int:
-            return self._distinct(q.end - timedelta(days=29), q.end)
-
-        def kinds(q: Period) -> dict[str, int]:
-            row = self.s.execute(select(*(func.coalesce(func.sum(M[k]), 0) for k in MESSAGE_KINDS))
-                                 .where(self.facts(q.start, q.end))).one()
-            return dict(zip(MESSAGE_KINDS, (int(v) for v in row), strict=True))
-
-        now_kinds, before_kinds = kinds(p), kinds(b)
+        now_kinds = {k: self.total(p, k) for k in MESSAGE_KINDS}
+        before_kinds = {k: self.total(b, k) for k in MESSAGE_KINDS}
+        now, before = self.counts(p), self.counts(b)
         heat = [[0] * 24 for _ in range(7)]
         heat_speakers = [[0] * 24 for _ in range(7)]
         for day, hour, messages, speakers in self.s.execute(
@@ -399,45 +430,35 @@ class _Query:
             heat_speakers[day.weekday()][hour] += int(speakers)
         hours = sorted(((h, sum(heat[w][h] for w in range(7))) for h in range(24)), key=lambda x: (-x[1], x[0]))
         weekdays = sorted(((w, sum(heat[w])) for w in range(7)), key=lambda x: (-x[1], x[0]))
-        posters = self.s.execute(
-            select(M.user_id, func.sum(MESSAGES).label("n")).where(self.facts(p.start, p.end))
-            .group_by(M.user_id).having(func.sum(MESSAGES) > 0).order_by(func.sum(MESSAGES).desc(), M.user_id)
-            .limit(10)
-        ).all()
+        posters = [(r[0], r[2]) for r in heapq.nsmallest(10, (r for r in self.people(p) if r[2]),
+                                                         key=lambda r: (-r[2], r[0]))]
         names = self.names(u for u, _ in posters)
-        by_day = {row[0]: row for row in self.daily(p)}
+        by_day = self.daily(p)
         return ActivityKpis(
-            dau=_both(dau, p, b), wau=_both(wau, p, b), mau=_both(mau, p, b),
-            actives=_both(lambda q: self._distinct(q.start, q.end), p, b),
-            speakers=_both(lambda q: self._distinct(q.start, q.end, MESSAGES > 0), p, b),
+            dau=_both(dau, p, b), wau=Figure(now["wau"], before["wau"]), mau=Figure(now["mau"], before["mau"]),
+            actives=Figure(now["actives"], before["actives"]), speakers=Figure(now["speakers"], before["speakers"]),
             messages=Figure(sum(now_kinds.values()), sum(before_kinds.values())),
             messages_by_kind={k: Figure(now_kinds[k], before_kinds[k]) for k in MESSAGE_KINDS},
             heatmap=heat, heatmap_speakers=heat_speakers,
             top_hours=[h for h in hours if h[1]][:5], top_weekdays=[w for w in weekdays if w[1]],
-            daily=[(d, int(by_day[d][1]) if d in by_day else 0, int(by_day[d][2] or 0) if d in by_day else 0)
+            daily=[(d, by_day[d]["actives"], sum(by_day[d][k] for k in MESSAGE_KINDS)) if d in by_day else (d, 0, 0)
                    for d in p.each_day()],
             top_posters=[Poster(u, names.get(u, ""), int(n)) for u, n in posters],
         )
 
     # -- retention -------------------------------------------------------------------------------------------
 
-    def _joins(self, start: date, end: date) -> dict[int, date]:
-        """Each person's first join day in [start, end]."""
-        rows = self.s.execute(select(E.user_id, func.min(E.day)).where(
-            E.group_id.in_(self.gids), E.kind == "join", self.in_days(E.day, start, end)).group_by(E.user_id)).all()
-        return dict(rows)  # type: ignore[arg-type]
-
-    def _active_on(self, joins: dict[int, date], offsets: tuple[int, ...]) -> set[tuple[int, date]]:
-        """(user, day) pairs among joins' day+offset on which the person was active."""
-        if not joins:
+    def _active_on(self, wanted: set[tuple[int, date]]) -> set[tuple[int, date]]:
+        """The (person, day) pairs of `wanted` on which the person was active (one range read per 5,000 people,
+        through the members' index)."""
+        if not wanted:
             return set()
-        wanted = {(u, d + timedelta(days=n)) for u, d in joins.items() for n in offsets}
-        days = sorted({d for _, d in wanted})
+        users = sorted({u for u, _ in wanted})
+        first, last = min(d for _, d in wanted), max(d for _, d in wanted)
         found: set[tuple[int, date]] = set()
-        users = list(joins)
         for start in range(0, len(users), 5_000):
             rows = self.s.execute(select(M.user_id, M.day).where(
-                M.group_id.in_(self.gids), M.user_id.in_(users[start:start + 5_000]), M.day.in_(days))).all()
+                M.user_id.in_(users[start:start + 5_000]), M.group_id.in_(self.gids), M.day >= first, M.day <= last))
             found.update((u, d) for u, d in rows if (u, d) in wanted)
         return found
 
@@ -453,45 +474,49 @@ class _Query:
 
     def retention(self, p: Period, b: Period) -> RetentionKpis:
         offsets = (1, 7, 30)
+        first_monday = p.start - timedelta(days=p.start.weekday())
+        joins = self.s.execute(select(E.user_id, E.day).where(
+            E.group_id.in_(self.gids), E.kind == "join", E.day >= min(b.start, first_monday), E.day <= p.end)
+            .order_by(E.day)).all()
 
-        def rates(joins: dict[int, date]) -> dict[int, float | None]:
-            active = self._active_on(joins, offsets)
-            out: dict[int, float | None] = {}
-            for n in offsets:
-                due = [u for u, d in joins.items() if d + timedelta(days=n) <= self.today]
-                out[n] = _ratio(sum((u, joins[u] + timedelta(days=n)) in active for u in due), len(due))
+        def first_joins(start: date, end: date) -> dict[int, date]:
+            """Each person's first join day in [start, end]."""
+            out: dict[int, date] = {}
+            for user, day in joins:
+                if start <= day <= end:
+                    out.setdefault(user, day)
             return out
 
-        now, before = rates(self._joins(p.start, p.end)), rates(self._joins(b.start, b.end))
-        first_monday = p.start - timedelta(days=p.start.weekday())
-        cohort_joins = self._joins(first_monday, p.end)
+        now_joins, before_joins = first_joins(p.start, p.end), first_joins(b.start, b.end)
+        cohort_joins = first_joins(first_monday, p.end)
+        active = self._active_on({(u, d + timedelta(days=n)) for group in (now_joins, before_joins, cohort_joins)
+                                  for u, d in group.items() for n in offsets})
+
+        def rates(joined: dict[int, date]) -> dict[int, float | None]:
+            out: dict[int, float | None] = {}
+            for n in offsets:
+                due = [(u, d + timedelta(days=n)) for u, d in joined.items() if d + timedelta(days=n) <= self.today]
+                out[n] = _ratio(sum(pair in active for pair in due), len(due))
+            return out
+
+        now, before = rates(now_joins), rates(before_joins)
         weeks: dict[date, dict[int, date]] = defaultdict(dict)
         for user, day in cohort_joins.items():
             weeks[day - timedelta(days=day.weekday())][user] = day
-        cohorts = [Cohort(week, len(joins), rates(joins)) for week, joins in sorted(weeks.items())]
+        cohorts = [Cohort(week, len(joined), rates(joined)) for week, joined in sorted(weeks.items())]
         return RetentionKpis(cohorts, Figure(now[1], before[1]), Figure(now[7], before[7]),
                              Figure(now[30], before[30]), _both(self._still_active, p, b))
 
     def _still_active(self, p: Period) -> float | None:
         cutoff = p.end - timedelta(days=30)
-        events = self.s.execute(select(E.user_id, E.kind, E.day, E.id).where(
-            E.group_id.in_(self.gids), E.day <= p.end).order_by(E.day, E.id)).all()
-        joined: dict[int, date] = {}
-        present: dict[int, bool] = {}
-        for user, kind, day, _ in events:
-            if kind == "join":
-                joined.setdefault(user, day)
-                present[user] = True
-            else:
-                present[user] = False
-        old = [u for u, d in joined.items() if d <= cutoff and present.get(u)]
+        joined = case((E.kind == "join", 1), else_=-1)
+        old = set(self.s.execute(select(E.user_id).where(E.group_id.in_(self.gids), E.day <= p.end)
+                                 .group_by(E.user_id)
+                                 .having(func.min(case((E.kind == "join", E.day))) <= cutoff,
+                                         func.sum(joined) > 0)).scalars())
         if not old:
             return None
-        active: set[int] = set()
-        for start in range(0, len(old), 5_000):
-            active.update(self.s.execute(select(distinct(M.user_id)).where(
-                self.facts(p.end - timedelta(days=29), p.end), M.user_id.in_(old[start:start + 5_000]))).scalars())
-        return len(active) / len(old)
+        return sum(1 for r in self.people(p) if r[4] and r[0] in old) / len(old)
 
     # -- engagement ------------------------------------------------------------------------------------------
 
@@ -505,11 +530,8 @@ class _Query:
     def engagement(self, p: Period, b: Period) -> EngagementKpis:
 
         def sums(q: Period) -> tuple[int, int, int, int]:
-            row = self.s.execute(select(func.coalesce(func.sum(M.checkins), 0), func.count(),
-                                        func.coalesce(func.sum(M.topic_replies), 0),
-                                        func.coalesce(func.sum(M.showcases), 0)).where(self.facts(q.start, q.end))
-                                 ).one()
-            return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+            return (self.total(q, "checkins"), self.total(q, "member_days"), self.total(q, "topic_replies"),
+                    self.total(q, "showcases"))
 
         now, before = sums(p), sums(b)
         buckets = Counter[str]()
@@ -598,7 +620,7 @@ class _Query:
             voters = self.one(select(func.count(distinct(VoteBallot.user_id))).join(  # type: ignore[arg-type]
                 Vote, Vote.id == VoteBallot.vote_id).where(  # type: ignore[arg-type]
                 Vote.group_id.in_(self.gids), VoteBallot.cast_at >= start, VoteBallot.cast_at < stop))  # type: ignore[attr-defined]
-            return _ratio(voters, self._distinct(q.start, q.end))
+            return _ratio(voters, self.counts(q)["actives"])
 
         GB, GE = GroupBuy.__table__.c, GroupBuyEntry.__table__.c  # type: ignore[attr-defined]
 
@@ -620,7 +642,8 @@ class _Query:
             in_q = and_(R.group_id.in_(self.gids), R.starts_at >= start, R.starts_at < stop)
             offered, left = self.s.execute(select(func.coalesce(func.sum(R.stock_total), 0),
                                                   func.coalesce(func.sum(R.stock), 0)).where(in_q)).one()
-            rows = self.s.execute(select(R.starts_at, func.max(FO.created_at)).join(FlashOrder.__table__, FO.round_id == R.id).where(
+            orders = FlashOrder.__table__  # type: ignore[attr-defined]
+            rows = self.s.execute(select(R.starts_at, func.max(FO.created_at)).join(orders, FO.round_id == R.id).where(
                 in_q, R.stock == 0, R.stock_total > 0).group_by(R.id, R.starts_at)).all()
             seconds = [(last - first).total_seconds() for first, last in rows if first and last]
             sold_out = statistics.median(seconds) if seconds else None
