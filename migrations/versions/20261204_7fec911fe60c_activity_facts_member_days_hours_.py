@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.create_table('activity_hours',
     sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('hour', sa.SmallInteger(), nullable=False),
+    sa.Column('hour', sa.Integer(), nullable=False),
     sa.Column('messages', sa.Integer(), nullable=False),
     sa.Column('speakers', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_activity_hours_group_id_groups'), ondelete='CASCADE'),

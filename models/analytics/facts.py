@@ -34,7 +34,6 @@ from sqlalchemy import (
     Index,
     Integer,
     PrimaryKeyConstraint,
-    SmallInteger,
     String,
     bindparam,
     delete,
@@ -96,7 +95,7 @@ class HourFact(SQLModel, table=True):
 
     group_id: int = Field(sa_column=Column(BigIntKey, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False))
     day: date = Field(sa_column=Column(Date, nullable=False))
-    hour: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    hour: int = Field(sa_column=Column(Integer, nullable=False))  # 0..23, local
     messages: int = _counter()
     speakers: int = _counter()
 
