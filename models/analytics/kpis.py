@@ -457,8 +457,9 @@ class _Query:
         first, last = min(d for _, d in wanted), max(d for _, d in wanted)
         found: set[tuple[int, date]] = set()
         for start in range(0, len(users), 5_000):
+            chunk = users[start:start + 5_000]
             rows = self.s.execute(select(M.user_id, M.day).where(
-                M.user_id.in_(users[start:start + 5_000]), M.group_id.in_(self.gids), M.day >= first, M.day <= last))
+                M.user_id.in_(chunk), M.group_id.in_(self.gids), M.day >= first, M.day <= last)).all()
             found.update((u, d) for u, d in rows if (u, d) in wanted)
         return found
 
@@ -513,7 +514,7 @@ class _Query:
         old = set(self.s.execute(select(E.user_id).where(E.group_id.in_(self.gids), E.day <= p.end)
                                  .group_by(E.user_id)
                                  .having(func.min(case((E.kind == "join", E.day))) <= cutoff,
-                                         func.sum(joined) > 0)).scalars())
+                                         func.sum(joined) > 0)).scalars().all())
         if not old:
             return None
         return sum(1 for r in self.people(p) if r[4] and r[0] in old) / len(old)
@@ -536,7 +537,7 @@ class _Query:
         now, before = sums(p), sums(b)
         buckets = Counter[str]()
         for current in self.s.execute(select(CheckinStreak.current).where(  # type: ignore[call-overload]
-                CheckinStreak.group_id.in_(self.gids), CheckinStreak.current > 0)).scalars():  # type: ignore[attr-defined]
+                CheckinStreak.group_id.in_(self.gids), CheckinStreak.current > 0)).scalars().all():  # type: ignore[attr-defined]
             buckets["1" if current == 1 else "2-6" if current < 7 else "7-29" if current < 30 else "30+"] += 1
         return EngagementKpis(
             checkins=Figure(now[0], before[0]),
