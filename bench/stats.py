@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench.lottery_draw import postgres_engine
 from models.analytics import Kpis, MemberDay, Period, generate_history, group_kpis
@@ -66,6 +66,9 @@ async def bench(url: str, members: int, days: int) -> float:
         started = time.perf_counter()
         await generate_history(sessionmaker, group_id, days=days, members=members, seed=17)
         generated = time.perf_counter() - started
+        async with engine.connect() as connection:  # a live database has its planner statistics
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
         async with sessionmaker() as session:
             rows = await session.scalar(select(func.count()).select_from(MemberDay))
         first_of_month = now.astimezone(Period.today(ZONE).zone).date().replace(day=1)
@@ -100,8 +103,6 @@ async def bench(url: str, members: int, days: int) -> float:
     finally:
         await engine.dispose()
         if schema is not None:
-            from sqlalchemy import text
-
             admin = create_engine(url)
             async with admin.begin() as connection:
                 await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
