@@ -29,6 +29,7 @@ from handlers.newcomers import Lobby
 from handlers.points import ChatQuiet, TierAnnouncer
 from handlers.roles import AdminCache
 from models import groups
+from models.analytics import ActivityDesk
 from models.checkin import CheckinDesk
 from models.points import ChatDesk
 
@@ -92,6 +93,7 @@ def create_runtime(
         arrivals=groups.ArrivalDesk(sessionmaker, settings.default_timezone),
         checkins=CheckinDesk(sessionmaker),
         chat_points=ChatDesk(sessionmaker),
+        activity=ActivityDesk(sessionmaker, retention_days=settings.activity_retention_days),
         admins=AdminCache(),
         moderation=ModerationState(),
         invites=InviteWatch(),

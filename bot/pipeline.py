@@ -16,7 +16,9 @@ handlers/__init__.py). An ordinary group message (and a command no feature answe
                        answer, so the line ends there (no chat points for it).
 6. chat points         handlers/points.chat_points: silent, batched through the Runtime's ChatDesk; members
                        resting after an award cost no database work.
-7. activity facts      (to come: analytics) a step here sees every message that stayed.
+7. activity facts      models/analytics.ActivityDesk.note_message: every message that stayed is counted (by
+                       kind, reply, topic reply, showcase), whichever step above answered it; in memory, written
+                       once a minute. No text is kept.
 
 An edited group message goes through the moderation verdict only (a clean message edited into a link is removed).
 
@@ -39,6 +41,7 @@ from handlers.moderation import check_message
 from handlers.points import chat_points, is_showcase, showcase
 from handlers.switchboard import Switchboard
 from handlers.topics import topic_reply
+from models.analytics import ActivityDesk
 from models.groups import Group
 
 Features = Callable[..., Awaitable[Any]]  # the switchboard's handler for one kind of update: (event, **data)
@@ -73,24 +76,29 @@ class GroupMessagePipeline:
         # 1. moderation verdict: a removed message stops here
         if await check_message(message, bot, session, group, data.get("member"), runtime.moderation, edited=False):
             return None
-        # 2. invite activity
-        await count_newcomer_message(message, session, group, runtime.invites)
-        # 3. keyword features: an answered keyword ends the line
-        if keywords:
-            answered = await self.features(message, **data)
-            if answered is not UNHANDLED:
-                return answered
-        # 4. topic replies
-        if message.reply_to_message is not None:
-            await topic_reply(message, bot, session, group, runtime)
-        # 5. showcase: its reply is the answer
-        if is_showcase(message, group):
-            await showcase(message, bot, session, group, runtime.tiers)
-            return None
-        # 6. chat points
-        await chat_points(message, bot, group, runtime)
-        # 7. activity facts: none yet
-        return UNHANDLED
+        topic = showcased = False
+        try:
+            # 2. invite activity
+            await count_newcomer_message(message, session, group, runtime.invites)
+            # 3. keyword features: an answered keyword ends the line
+            if keywords:
+                answered = await self.features(message, **data)
+                if answered is not UNHANDLED:
+                    return answered
+            # 4. topic replies
+            if message.reply_to_message is not None:
+                topic = await topic_reply(message, bot, session, group, runtime)
+            # 5. showcase: its reply is the answer
+            if is_showcase(message, group):
+                showcased = True
+                await showcase(message, bot, session, group, runtime.tiers)
+                return None
+            # 6. chat points
+            await chat_points(message, bot, group, runtime)
+            return UNHANDLED
+        finally:
+            # 7. activity facts: every message that stayed, whichever step answered it
+            note_activity(runtime.activity, message, group, topic_reply=topic, showcase=showcased)
 
     async def on_edit(self, message: Message, **data: Any) -> Any:
         group: Group | None = data.get("group")
@@ -102,6 +110,29 @@ class GroupMessagePipeline:
         if self.edited_features is not None:
             return await self.edited_features(message, **data)
         return UNHANDLED
+
+
+def note_activity(desk: ActivityDesk, message: Message, group: Group, *, topic_reply: bool, showcase: bool) -> None:
+    """Count a message that stayed in the activity facts (no text: its kind and whether it replied)."""
+    person = message.from_user
+    if person is None or person.is_bot or message.sender_chat is not None or group.id is None:
+        return  # channels, anonymous admins and bots are not members
+    desk.note_message(group.id, group.timezone, person.id, message.date, message_kind(message),
+                      reply=message.reply_to_message is not None, topic_reply=topic_reply, showcase=showcase,
+                      language=person.language_code)
+
+
+def message_kind(message: Message) -> str:
+    """text, photo, video, voice, sticker or other (one of models.analytics.MESSAGE_KINDS)."""
+    if message.photo:
+        return "photo"
+    if message.video is not None or message.video_note is not None or message.animation is not None:
+        return "video"
+    if message.voice is not None or message.audio is not None:
+        return "voice"
+    if message.sticker is not None:
+        return "sticker"
+    return "text" if message.text else "other"
 
 
 def _is_service(message: Message) -> bool:

@@ -96,6 +96,10 @@ async def run(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            try:
+                await runtime.activity.flush()  # the last minute's activity counts
+            except Exception:
+                log.exception("activity facts: the last flush failed")
             await runtime.live_posts.close()  # what members changed last is shown before the bot goes
     finally:
         if bot is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import CatalogI18n
 from bot.settings import Settings
+from models.analytics import ActivityDesk
 from models.checkin import CheckinDesk
 from models.groups import ArrivalDesk
 from models.points import ChatDesk
@@ -44,7 +45,8 @@ class Runtime:
     # -- desks: what arrives together is written together (one transaction a burst) ---------------------------
     arrivals: ArrivalDesk  # every update's arrival: group, person, membership (bot/middlewares.py)
     checkins: CheckinDesk  # check-ins
-    chat_points: ChatDesk  # chat points (the group-message pipeline's last observer)
+    chat_points: ChatDesk  # chat points (the group-message pipeline's chat-points observer)
+    activity: ActivityDesk  # activity facts: counted in memory, written once a minute (the pipeline's last step)
 
     # -- what the process remembers (each bounded; each safe to lose on restart) -------------------------------
     admins: AdminCache  # each chat's admins, refreshed every few minutes (handlers/roles.py)

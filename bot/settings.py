@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     default_locale: str = "zh_Hans"
     default_timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
+    activity_retention_days: int = Field(
+        default=400, ge=0, description="Days of activity facts (statistics) kept; 0 keeps them forever"
+    )
 
     @field_validator("bot_token", "webhook_secret", mode="before")
     @classmethod

@@ -169,10 +169,10 @@ def _folded(keywords: tuple[str, ...]) -> frozenset[str]:
 
 @router.message(Command("checkin"))
 async def checkin_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
-                          group: Group, live_posts: LivePosts, i18n: I18n) -> None:
+                          group: Group, runtime: Runtime) -> None:
     args = (command.args or "").split()
     if not args:
-        await do_checkin(message, bot, session, group, live_posts, i18n)
+        await do_checkin(message, bot, session, group, runtime)
     elif args[0] in ("info", "calendar", "日历"):
         await show_calendar(message, session, group)
     elif args[0] in ("makeup", "补签"):
@@ -195,13 +195,11 @@ def usage() -> str:
 
 
 @router.message(is_checkin_keyword)
-async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, live_posts: LivePosts,
-                          i18n: I18n) -> None:
-    await do_checkin(message, bot, session, group, live_posts, i18n)
+async def checkin_keyword(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
+    await do_checkin(message, bot, session, group, runtime)
 
 
-async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, live_posts: LivePosts,
-                     i18n: I18n) -> None:
+async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
     if message.from_user is None or message.sender_chat is not None:
         return  # channels and anonymous admins have no points
     assert group.id is not None
@@ -211,7 +209,8 @@ async def do_checkin(message: Message, bot: Bot, session: AsyncSession, group: G
         # the board does not change: the member still hears that it counted (their streak), in one reply
         await message.reply(render_result(result, points.rules_of(group)))
         return
-    show_on_board(bot, group, local_day(now, group.timezone), live_posts, i18n)
+    runtime.activity.note(group.id, message.from_user.id, result.day, "checkins")
+    show_on_board(bot, group, local_day(now, group.timezone), runtime.live_posts, runtime.i18n)
 
 
 @router.callback_query(CheckinPress.filter(), IN_GROUP)
@@ -222,6 +221,7 @@ async def checkin_press(query: CallbackQuery, bot: Bot, group: Group, runtime: R
     rules = points.rules_of(group)
     await query.answer(render_result(result, rules), show_alert=True)
     if not result.already:
+        runtime.activity.note(group.id, query.from_user.id, result.day, "checkins")
         show_on_board(bot, group, result.day, runtime.live_posts, runtime.i18n)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import esc, person_seen
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
-from models import boards, groups
+from models import analytics, boards, groups, invites
 from models.groups import Group
 
 if TYPE_CHECKING:
@@ -77,6 +77,38 @@ async def member_status_changed(update: ChatMemberUpdated, session: AsyncSession
     old, new = update.old_chat_member.status, update.new_chat_member.status
     joined = old in ("left", "kicked") and new in ("member", "restricted", "administrator", "creator")
     await groups.set_member_role(session, group, person_seen(who), new, joined=joined)
+    await record_membership_fact(update, session, group, joined=joined)
+
+
+async def record_membership_fact(update: ChatMemberUpdated, session: AsyncSession, group: Group, *,
+                                 joined: bool) -> None:
+    """The activity facts' join (with how the person came), leave or removal."""
+    who, old, new = update.new_chat_member.user, update.old_chat_member.status, update.new_chat_member.status
+    if joined:
+        source, actor = await join_source(update, session, group)
+        await analytics.record_membership(session, group, who.id, "join", source=source, actor_id=actor,
+                                          at=update.date)
+    elif old in ("member", "restricted", "administrator", "creator") and new in ("left", "kicked"):
+        removed = new == "kicked" or (update.from_user is not None and update.from_user.id != who.id)
+        await analytics.record_membership(session, group, who.id, "removed" if removed else "leave",
+                                          actor_id=update.from_user.id if removed and update.from_user else None,
+                                          at=update.date)
+
+
+async def join_source(update: ChatMemberUpdated, session: AsyncSession, group: Group) -> tuple[str, int | None]:
+    """How a person came in: (one of models.analytics.JOIN_SOURCES, who brought them if anyone)."""
+    assert group.id is not None
+    who, link = update.new_chat_member.user, update.invite_link
+    if update.via_join_request or (link is not None and link.creates_join_request):
+        return "join_request", None
+    if link is not None:
+        inviter = await invites.inviter_of_link(session, group.id, link.invite_link)
+        if inviter is not None:
+            return "member_link", inviter
+        return "admin_link", None if link.creator.is_bot else link.creator.id
+    if update.from_user is not None and update.from_user.id != who.id:
+        return "added", update.from_user.id
+    return "public", None
 
 
 @router.message(Service("migrate_to_chat_id"))

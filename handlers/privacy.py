@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
@@ -16,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.common import CommandInfo
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint
 from models import privacy
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 router = Blueprint("privacy")
 
@@ -35,8 +39,9 @@ async def privacy_in_group(message: Message) -> None:
 
 
 @router.message(Command("mydata"), IN_PRIVATE)
-async def export_my_data(message: Message, session: AsyncSession) -> None:
+async def export_my_data(message: Message, session: AsyncSession, runtime: Runtime) -> None:
     assert message.from_user is not None
+    await runtime.activity.flush(session)  # the person's latest counts are in the export too
     data = await privacy.export_everything(session, message.from_user.id)
     payload = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode()
     await message.answer_document(
@@ -59,12 +64,13 @@ async def ask_to_forget(message: Message) -> None:
 
 
 @router.callback_query(ForgetMe.filter(), IN_PRIVATE)
-async def forget(query: CallbackQuery, callback_data: ForgetMe, session: AsyncSession) -> None:
+async def forget(query: CallbackQuery, callback_data: ForgetMe, session: AsyncSession, runtime: Runtime) -> None:
     if not callback_data.confirm:
         await query.answer(_("Nothing was erased."))
         if isinstance(query.message, Message):
             await query.message.edit_text(_("Nothing was erased."))
         return
+    await runtime.activity.flush(session)  # counts not yet written go in first, so they too lose the person's id
     await privacy.erase_everything(session, query.from_user.id)
     await query.answer(_("Your data has been erased."), show_alert=True)
     if isinstance(query.message, Message):

@@ -217,9 +217,10 @@ async def import_file(message: Message, bot: Bot, session: AsyncSession, group: 
 # -- replies to the topic post: an observer of the group-message pipeline (bot/pipeline.py) --------------------
 
 
-async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
+async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> bool:
     """A member's answer to a topic post earns topic points once per topic (within the daily cap). The pipeline
-    calls this only for a message that moderation let stay."""
+    calls this only for a message that moderation let stay. True: it earned topic points (a topic reply, for the
+    activity facts)."""
     replied = message.reply_to_message
     user = message.from_user
     text = (message.text or message.caption or "").strip()
@@ -244,3 +245,5 @@ async def topic_reply(message: Message, bot: Bot, session: AsyncSession, group: 
                 if result.awarded:
                     await announce_tier_up(runtime.tiers, bot, group, user.id,
                                            display_name(user.first_name, user.username), result.ledger)
+                return result.awarded
+    return False

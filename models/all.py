@@ -1,6 +1,7 @@
 """Every models module, in the order their tables depend on each other. Alembic and privacy read this list."""
 
 from models import (
+    analytics,
     boards,
     checkin,
     flashsale,
@@ -19,8 +20,10 @@ from models import (
 )
 
 # Modules that store data about a person provide export_user_data and erase_user_data.
-MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, votes, groupbuy, newcomers, flashsale]
+MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, votes, groupbuy, newcomers, flashsale,
+           analytics]
 
-__all__ = ["MODULES", "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
+__all__ = ["MODULES", "analytics",
+           "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
            "flashsale"]
