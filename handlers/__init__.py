@@ -23,6 +23,7 @@ from handlers import (
     schedule,
     shop,
     start,
+    stats,
     topics,
     votes,
 )
@@ -36,7 +37,7 @@ from handlers.common import CommandInfo, Switchboard
 # newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
 FEATURES: list[ModuleType] = [
     roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
-    schedule, topics, lottery, moderation, points,
+    schedule, topics, lottery, moderation, points, stats,
 ]
 
 
