@@ -102,8 +102,11 @@ async def send_report(bot: Bot, chat_id: int, kpis: Kpis, title: str, *, weekly:
     from handlers.stats_charts import render_charts  # matplotlib loads on the first /stats, not at start-up
 
     charts = await asyncio.to_thread(render_charts, kpis)
+    captions = {"board": _("Key numbers"), "activity": _("Activity"), "retention": _("Retention by join week"),
+                "commerce": _("Commerce")}
     for name, png in charts:
-        await bot.send_photo(chat_id, BufferedInputFile(png, filename=f"stats-{name}.png"))
+        await bot.send_photo(chat_id, BufferedInputFile(png, filename=f"stats-{name}.png"),
+                             caption=f"{captions.get(name, name)} · {kpis.period.label()}")
     await bot.send_message(chat_id, summary(kpis, title, weekly=weekly))
 
 

@@ -101,7 +101,7 @@ def format_change(figure: Any, rate: bool = False) -> str:
         return _("{change} pts").format(change=f"{change * 100:+.1f}")
     relative = figure.relative
     if relative is not None:
-        return f"{relative * 100:+.0f}%"
+        return f"{relative * 100:+.0f}%" if round(relative * 100) else "±0%"
     if change == 0:
         return "±0"
     return f"{change:+,.0f}" if float(change).is_integer() else f"{change:+,.1f}"
