@@ -9,7 +9,7 @@ In private, `/stats [period]` lists the groups the person administers now, and a
 network: people counted once across groups where a KPI counts people); `/stats weekly on|off` there applies to
 every group they administer. Admin rights are asked of Telegram at the moment of every command and press.
 
-KPIs come from models.analytics (group_kpis); the charts are drawn off the event loop (asyncio.to_thread).
+KPIs come from models.analytics (group_kpis); the charts are drawn in a worker process (stats_charts.draw_charts).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ async def load_kpis(sessionmaker: async_sessionmaker[AsyncSession], chosen: list
 
 async def send_report(bot: Bot, chat_id: int, kpis: Kpis, title: str, *, weekly: bool = False) -> None:
     """The charts, then the summary, to one private chat. The charts are drawn off the event loop."""
-    from handlers.stats_charts import render_charts  # matplotlib loads on the first /stats, not at start-up
+    from handlers.stats_charts import draw_charts  # matplotlib loads on the first /stats, not at start-up
 
-    charts = await asyncio.to_thread(render_charts, kpis)
+    charts = await draw_charts(kpis)
     captions = {"board": _("Key numbers"), "activity": _("Activity"), "retention": _("Retention by join week"),
                 "commerce": _("Commerce")}
     for name, png in charts:

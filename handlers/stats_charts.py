@@ -1,9 +1,9 @@
 """The /stats charts: PNG images of a `models.analytics.Kpis` (the board of main KPIs, activity by weekday and
 hour, the retention cohorts, the commerce funnel).
 
-Rendering is synchronous CPU work: callers run `render_charts` through `asyncio.to_thread` (it keeps the
-caller's gettext locale, since to_thread copies the context). Matplotlib's global settings are not thread-safe,
-so one lock serializes renders.
+Rendering is synchronous CPU work: the bot awaits `draw_charts`, which runs `render_charts` in a worker process
+(see the end of this module) in the caller's locale. Matplotlib's global settings are not thread-safe, so one
+lock serializes renders within a process.
 
 Chinese text must render on a fresh install with no missing-glyph boxes, so the package ships its own font: a
 subset of Noto Sans CJK (SIL Open Font License, handlers/fonts/OFL.txt) holding every character the stats
@@ -13,12 +13,20 @@ names people chose (groups, members, items) appear in the text summary beside th
 
 from __future__ import annotations
 
+import asyncio
+import gettext
 import io
+import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from matplotlib import font_manager, rc_context
 from matplotlib.colors import LinearSegmentedColormap
@@ -65,7 +73,7 @@ def _rc() -> dict[str, Any]:
 
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # fast; Telegram recompresses
     return buffer.getvalue()
 
 
@@ -109,15 +117,13 @@ def chart_activity(kpis: Any) -> bytes:
     _heading(figure, _("Activity"), kpis)
     heat = figure.add_subplot(grid[0])
     matrix = activity.heatmap or [[0] * 24 for _day in range(7)]
-    image = heat.imshow(matrix, aspect="auto", cmap=HEAT, interpolation="nearest")
+    heat.imshow(matrix, aspect="auto", cmap=HEAT, interpolation="nearest")  # darker: busier
     heat.set_title(_("Messages by weekday and hour"), fontsize=11, loc="left")
     heat.set_yticks(range(7), weekday_names())
     heat.set_xticks(range(0, 24, 2), [f"{hour:02d}" for hour in range(0, 24, 2)])
     heat.set_xlabel(_("Hour (group time)"), fontsize=9)
     for spine in heat.spines.values():
         spine.set_visible(False)
-    colorbar = figure.colorbar(image, ax=heat, fraction=0.03, pad=0.01)
-    colorbar.outline.set_visible(False)
 
     daily = figure.add_subplot(grid[1])
     days = [row[0] for row in activity.daily]
@@ -227,9 +233,82 @@ CHARTS: list[tuple[str, Callable[[Any], bytes]]] = [
 ]
 
 
-def render_charts(kpis: Any) -> list[tuple[str, bytes]]:
-    """Every chart as (name, PNG bytes), in the order they are sent. Blocking: call through asyncio.to_thread."""
+@contextmanager
+def drawing() -> Iterator[None]:
+    """Matplotlib set up for the charts (the shipped font first), one thread at a time."""
     with _lock:
         _ensure_font()
         with rc_context(_rc()):
-            return [(name, draw(kpis)) for name, draw in CHARTS]
+            yield
+
+
+def render_charts(kpis: Any) -> list[tuple[str, bytes]]:
+    """Every chart as (name, PNG bytes), in the order they are sent. Blocking: call through asyncio.to_thread."""
+    with drawing():
+        return [(name, draw(kpis)) for name, draw in CHARTS]
+
+
+# -- off the event loop ----------------------------------------------------------------------------------------
+# Matplotlib holds the GIL through long stretches of drawing and PNG encoding: drawn on a thread of the bot's
+# process, a month's charts stalled the event loop for tens to hundreds of milliseconds on a busy machine. So the
+# charts are drawn in one worker process (spawned on the first /stats, kept for the next), which is handed the
+# KPIs and the current locale's catalog; gettext there answers from that catalog.
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+class _CatalogOf(I18n):
+    """An aiogram I18n holding one locale's catalog as handed over by the bot's process (nothing read from disk)."""
+
+    def __init__(self, locale: str, catalog: dict[Any, str]) -> None:
+        self.path = FONT_PATH.parent
+        self.default_locale = locale
+        self.domain = "messages"
+        self.ctx_locale = ContextVar("qunbot_chart_locale", default=locale)
+        translations = gettext.GNUTranslations()
+        translations._catalog = catalog  # type: ignore[attr-defined]
+        translations.plural = lambda n: int(n != 1)  # type: ignore[attr-defined]
+        self.locales = {locale: translations}
+
+
+def _render_with_catalog(kpis: Any, locale: str, catalog: dict[Any, str]) -> list[tuple[str, bytes]]:
+    """The worker's entry: render_charts with gettext answering from `catalog`."""
+    i18n = _CatalogOf(locale, catalog)
+    token = I18n.set_current(i18n)  # aiogram's gettext looks up I18n's own context slot
+    try:
+        return render_charts(kpis)
+    finally:
+        I18n.reset_current(token)
+
+
+def current_catalog() -> tuple[str, dict[Any, str]]:
+    """The locale gettext speaks now, and its catalog (empty for the source language)."""
+    i18n = I18n.get_current(no_error=True)
+    if i18n is None:
+        return "en", {}
+    locale = i18n.current_locale
+    translations = i18n.locales.get(locale)
+    return locale, dict(getattr(translations, "_catalog", {}) or {})
+
+
+async def draw_charts(kpis: Any) -> list[tuple[str, bytes]]:
+    """render_charts in the worker process, in the caller's locale; the event loop only waits."""
+    global _pool
+    locale, catalog = current_catalog()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            _executor(), _render_with_catalog, kpis, locale, catalog
+        )
+    except BrokenProcessPool:  # the worker died (killed, out of memory): start a new one next time
+        with _pool_lock:
+            _pool = None
+        return await asyncio.to_thread(render_charts, kpis)

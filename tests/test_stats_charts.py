@@ -100,3 +100,15 @@ def test_xlsx_export_opens_with_its_sheets() -> None:
     assert book["Days"].max_row == 1 + 30
     assert [cell.value for cell in book["Hours"]["A"]][1:] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     assert book["Retention"].max_row == 1 + 4
+
+
+async def test_charts_are_drawn_in_a_worker_process_in_the_callers_language() -> None:
+    from handlers.stats_charts import current_catalog, draw_charts
+
+    i18n = create_i18n("en")
+    with i18n.context(), i18n.use_locale("zh_Hant"):
+        locale, catalog = current_catalog()
+        charts = await draw_charts(sample_kpis())
+    assert locale == "zh_Hant" and catalog["Mon"] == "週一"
+    assert [name for name, _png in charts] == ["board", "activity", "retention", "commerce"]
+    assert all(png.startswith(b"\x89PNG") for _name, png in charts)
