@@ -10,11 +10,13 @@ of Telegram when the report goes out, not stored here.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import boards
+from models.boards import Post
 from models.db import transaction, utcnow
 from models.groups import GONE_ROLES, Group, Member
 from models.points import load_group
@@ -77,3 +79,29 @@ async def groups_of_member(session: AsyncSession, user_id: int, limit: int = MAX
             .limit(limit)
         )
         return list(rows.all())
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+
+
+async def _groups_sending_to(session: AsyncSession, user_id: int) -> list[Group]:
+    rows = (await session.scalars(select(Group))).all()
+    return [group for group in rows if user_id in weekly_subscribers(group)]
+
+
+async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """The groups whose weekly report the person asked for."""
+    async with transaction(session):
+        chosen = await _groups_sending_to(session, user_id)
+    return {"weekly_reports": [{"chat_id": group.chat_id, "group": group.title} for group in chosen]}
+
+
+async def erase_user_data(session: AsyncSession, user_id: int, *, pseudonym: int) -> None:
+    """Stop the person's weekly reports and forget which were sent (the claims name them)."""
+    async with transaction(session):
+        for group in await _groups_sending_to(session, user_id):
+            assert group.id is not None
+            await set_weekly_report(session, group.id, user_id, False)
+        await session.execute(
+            delete(Post).where(Post.kind == WEEKLY_KIND, Post.slot.like(f"%:{user_id}"))  # type: ignore[arg-type, attr-defined]
+        )

@@ -183,3 +183,24 @@ async def test_weekly_report_goes_once_to_opted_in_admins_only(world) -> None:  
     assert texts(await world.send(room.chat, room.owner, "/stats weekly off")) == [
         "You will no longer get this group's weekly report."]
     assert await send_weekly_reports(world.jobs(), datetime(2026, 12, 7, 2, 0, tzinfo=UTC)) == 0
+
+
+async def test_forgetme_stops_weekly_reports_and_drops_their_claims(world) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from models import privacy
+    from models.boards import Post
+
+    room = await Room(world).start()
+    await room.start_private(room.owner)
+    await world.send(room.chat, room.owner, "/stats weekly on")
+    assert await send_weekly_reports(world.jobs(), MONDAY_0930_SHANGHAI) == 1
+    async with world.sessionmaker() as session:
+        exported = await privacy.export_everything(session, room.owner.id)
+        assert exported["stats"] == {"weekly_reports": [{"chat_id": room.chat.id, "group": "Fans"}]}
+        await privacy.erase_everything(session, room.owner.id)
+    async with world.sessionmaker() as session:
+        slots = (await session.scalars(select(Post.slot).where(Post.kind == "stats_weekly"))).all()  # type: ignore[arg-type]
+        assert not [slot for slot in slots if slot.endswith(str(room.owner.id))]
+        assert (await privacy.export_everything(session, room.owner.id))["stats"] == {"weekly_reports": []}
+    assert await send_weekly_reports(world.jobs(), datetime(2026, 12, 7, 2, 0, tzinfo=UTC)) == 0
