@@ -220,12 +220,12 @@ async def stats_in_private(
         return
     export = sub == "export"
     arg = " ".join(words[1:] if export else words) or DEFAULT_PERIOD
-    if parse_period(arg, administered[0].timezone) is None or len(words) > (2 if export else 1):
+    period = parse_period(arg, administered[0].timezone)
+    if period is None or len(words) > (2 if export else 1):
         await message.answer(esc(usage()))
         return
     if len(administered) == 1:
-        await deliver(bot, sessionmaker, user_id, administered, parse_period(arg, administered[0].timezone) or
-                      Period.week(administered[0].timezone), export=export)
+        await deliver(bot, sessionmaker, user_id, administered, period, export=export)
         return
     builder = InlineKeyboardBuilder()
     for group in administered[:MAX_BUTTONS]:

@@ -144,6 +144,16 @@ async def test_private_stats_lists_the_groups_one_administers(world) -> None:  #
     assert not photos(calls, owner.id)
 
 
+async def test_private_stats_with_one_group_answers_at_once(world) -> None:  # type: ignore[no-untyped-def]
+    room = await Room(world).start()
+    await room.start_private(room.owner)
+    calls = await world.send(world.private(room.owner), room.owner, "/stats export 2026-11")
+    assert [call.document.filename for call in calls if isinstance(call, SendDocument)] == [  # type: ignore[union-attr]
+        "stats-2026-11.csv", "stats-2026-11.xlsx"]
+    [text] = texts(await world.send(world.private(room.owner), room.owner, "/stats someday"))
+    assert text.startswith("Usage: /stats")
+
+
 async def test_private_stats_for_someone_who_administers_nothing(world) -> None:  # type: ignore[no-untyped-def]
     room = await Room(world).start(history=False)
     await room.start_private(room.bob)
