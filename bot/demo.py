@@ -25,6 +25,7 @@ from bot.scenes.invites import scene_invites
 from bot.scenes.lottery import scene_lottery
 from bot.scenes.moderation import scene_moderation
 from bot.scenes.newcomers import scene_newcomers
+from bot.scenes.stats import scene_stats
 from bot.scenes.topics import scene_topics
 from bot.scenes.votes import scene_votes
 from bot.settings import Settings
@@ -140,6 +141,7 @@ SCENES: list[tuple[str, Scene, str | None]] = [
     ("A flash sale (限时秒杀)", scene_flashsale, "Bloom 秒杀群"),
     ("Moderation: diversion removed, warnings, /mute, /modlog", scene_moderation, "Bloom 交流群"),
     ("Privacy: /mydata and /forgetme", scene_privacy, None),
+    ("The numbers: /stats charts, export and the weekly report", scene_stats, "Bloom 数据群"),
 ]
 
 

@@ -24,6 +24,7 @@ from handlers import (
     schedule,
     shop,
     start,
+    stats,
     topics,
     unhandled,
     votes,
@@ -36,7 +37,7 @@ from handlers.switchboard import Switchboard
 # newcomers (captcha, anti-raid) acts on a join before invites attributes it, and lets the update pass too.
 FEATURES: list[ModuleType] = [
     guard, roles, newcomers, invites, membership, start, admin, privacy, checkin, shop, votes, groupbuy, flashsale,
-    schedule, topics, lottery, moderation, points, unhandled,
+    schedule, topics, lottery, moderation, points, stats, unhandled,
 ]
 
 

@@ -15,15 +15,16 @@ from models import (
     roles,
     schedules,
     shop,
+    stats,
     topics,
     votes,
 )
 
 # Modules that store data about a person provide export_user_data and erase_user_data.
 MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, votes, groupbuy, newcomers, flashsale,
-           analytics]
+           analytics, stats]
 
 __all__ = ["MODULES", "analytics",
            "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
-           "flashsale"]
+           "flashsale", "stats"]

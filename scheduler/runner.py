@@ -202,7 +202,18 @@ async def close_due(
 # Feature modules import JobContext, Slot and Posting from this module, so they are imported HERE, after
 # those exist (never at the top of this file). scheduler/__init__.py imports this module first, so importing a
 # feature module directly also works.
-from scheduler import flashsale, groupbuy, invites, lottery, moderation, newcomers, points, topics, votes  # noqa: E402
+from scheduler import (  # noqa: E402
+    flashsale,
+    groupbuy,
+    invites,
+    lottery,
+    moderation,
+    newcomers,
+    points,
+    stats,
+    topics,
+    votes,
+)
 
 # (job, trigger): every periodic job of every feature.
 JOBS: list[tuple[Job, Any]] = [
@@ -218,6 +229,7 @@ JOBS: list[tuple[Job, Any]] = [
     *moderation.JOBS,
     *flashsale.JOBS,
     *points.JOBS,
+    *stats.JOBS,
 ]
 
 
