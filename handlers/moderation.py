@@ -97,6 +97,8 @@ KNOB_HELP = {
     "newcomer_hours": __("hours new members may not post links or media (0: off)"),
     "lock_stickers": __("delete stickers (on/off)"),
     "lock_gifs": __("delete GIFs (on/off)"),
+    "share_codes": __("remove shop share codes such as 淘口令 (on/off)"),
+    "scam_phrases": __("remove job and investment pitches such as 兼职, 日结, 刷单 (on/off)"),
     "lock_forwards": __("delete forwarded messages (on/off)"),
     "lock_media": __("delete photos, videos, files and voice (on/off)"),
     "warn_expiry_days": __("days a warning counts"),
@@ -166,7 +168,15 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
     """The plain facts moderation decides on (models/moderation_policy.py), read from the message once."""
     user = message.from_user
     person = user is not None and not user.is_bot and user.id not in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT)
-    urls = [e.url for e in (message.entities or []) + (message.caption_entities or []) if e.url]
+    text = message.text or message.caption or ""
+    entities = (message.entities or []) + (message.caption_entities or [])
+    urls = [e.url for e in entities if e.url]
+    marked: list[tuple[str, str]] = []
+    for entity in entities[: policy.MAX_ENTITIES]:
+        if entity.type == "text_mention" and entity.user is not None:
+            marked.append((entity.type, str(entity.user.id)))
+        elif entity.type in policy.ENTITY_TYPES and entity.type != "text_mention":
+            marked.append((entity.type, entity.extract_from(text)))
     markup = message.reply_markup
     if markup is not None:
         urls += [b.url for row in markup.inline_keyboard for b in row if b.url]
@@ -174,7 +184,7 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
         chat_id=message.chat.id,
         sender_id=user.id if person and user is not None else None,
         sender_chat_id=message.sender_chat.id if message.sender_chat is not None else None,
-        text=message.text or message.caption or "",
+        text=text,
         urls=tuple(urls),
         has_buttons=markup is not None,
         media=any((message.photo, message.video, message.document, message.audio, message.voice,
@@ -185,6 +195,7 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
         automatic_forward=bool(message.is_automatic_forward),
         service=bool(message.new_chat_members or message.left_chat_member),
         edited=edited,
+        entities=tuple(marked),
     )
 
 
