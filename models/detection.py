@@ -460,21 +460,37 @@ def find_share_codes(normalized: str) -> list[Finding]:
             if not m["code"].isdigit()]
 
 
-# Chinese job, investment and "DM me" pitches that carry no contact at all. Opt-in (the `scam_phrases` knob):
-# never 代购 or 拼团, which are how shopping groups talk.
+# Job, investment and "DM me" pitches that carry no contact at all (the `scam_phrases` knob: on in the standard and
+# strict presets, off in relaxed). Never 代购, 拼团 or 无门槛 (券), which are how shopping groups talk. Chinese
+# phrases match anywhere; Latin and Cyrillic ones at the start of a word (so "eth" is not found in "method").
 SCAM_PHRASES = (
     "兼职", "日结", "刷单", "私聊我", "私信我", "代理招募", "招募代理", "诚招代理", "招代理", "躺赚", "稳赚", "日赚",
-    "日入", "月入过万", "月入上万", "带你赚钱", "网赚", "手机赚钱", "在家赚钱", "足不出户", "零门槛", "无门槛",
+    "日入", "月入过万", "月入上万", "带你赚钱", "网赚", "手机赚钱", "在家赚钱", "足不出户", "零门槛",
     "跑分", "菠菜", "博彩", "彩票计划", "返佣", "高佣", "打字员", "拉人头", "裸聊", "约炮", "看片", "福利姬",
-    "稳定收益", "高收益", "内部渠道", "招聘宝妈", "宝妈", "学生党", "dm me", "pm me",
+    "稳定收益", "高收益", "内部渠道", "招聘宝妈", "宝妈", "学生党",
+    "dm me", "pm me", "inbox me", "invest", "profit", "withdrawal", "trading platform", "crypto", "bitcoin",
+    "forex", "airdrop", "drop your wallet", "passive income", "financial freedom", "make money", "earn $",
+    "earning", "work from home", "legit", "giveaway",
+    "зараб", "доход", "прибыл", "пиши в", "пишите в", "напиши в", "удалённ", "удаленн", "без опыта",
+    "в команду", "набор в", "обучение", "инвест",
 )
-_SCAM = re.compile("|".join(map(re.escape, SCAM_PHRASES)))
+_WORD_START = "(?<![a-zа-яё0-9])"
+_SCAM = re.compile("|".join(
+    re.escape(phrase) if not phrase[0].isascii() and not "а" <= phrase[0] <= "я" else _WORD_START + re.escape(phrase)
+    for phrase in SCAM_PHRASES
+))
+# Latin letters that look like Cyrillic ones ("oбyчeниe" is written with Latin o, y, e): read as Cyrillic inside a
+# word that has Cyrillic letters.
+_LOOKALIKES = str.maketrans("aceopxykmthb", "асеорхукмтнв")
+_MIXED_WORD = re.compile(r"\w*[а-яё]\w*")
 
 
 def find_scam_phrase(normalized: str) -> Finding | None:
     """The first of SCAM_PHRASES in `normalized` text, as Finding("scam", phrase), or None."""
+    if not normalized.isascii() and _MIXED_WORD.search(normalized):
+        normalized = _MIXED_WORD.sub(lambda m: m.group(0).translate(_LOOKALIKES), normalized)
     match = _SCAM.search(normalized)
-    return Finding("scam", match.group(0)) if match else None
+    return Finding("scam", match.group(0).strip()) if match else None
 
 
 _CN_DIGITS = str.maketrans("零〇一二三四五六七八九幺壹贰叁肆伍陆柒捌玖", "001234567891123456789")

@@ -138,7 +138,7 @@ class ModerationRules(BaseModel):
     banned_words: list[str] = PydanticField(default_factory=list, max_length=BANNED_MAX)
     newcomer_hours: int = PydanticField(default=24, ge=0, le=24 * 30)  # no links, mentions or media for new members
     share_codes: bool = True  # block shop share codes (淘口令 ￥…￥); a brand sharing its own turns this off
-    scam_phrases: bool = False  # block job/investment/"DM me" pitches (detection.SCAM_PHRASES); strict turns it on
+    scam_phrases: bool = True  # block job/investment/"DM me" pitches (detection.SCAM_PHRASES); relaxed: off
     lock_stickers: bool = False
     lock_gifs: bool = False
     lock_forwards: bool = False

@@ -136,7 +136,7 @@ class EntityFacts(NamedTuple):
 def entity_facts(facts: MessageFacts) -> EntityFacts:
     """Telegram's own marks first: a `url` entity is a link whatever its ending (example.lat), an `email` is a
     link to its domain, a `phone_number` written with "+" is a phone, a `bot_command` in a forward promotes a
-    bot; mentions and cashtags are kept for the newcomer check and the scam phrases."""
+    bot; mentions and cashtags are kept for the newcomer check."""
     urls: list[str] = []
     findings: list[detection.Finding] = []
     mentions: list[str] = []
@@ -174,8 +174,6 @@ def find_violation(
                                   scam_phrases=rules.scam_phrases)
     if marked is not None:
         findings += marked.findings
-        if rules.scam_phrases and marked.cashtags:
-            findings.append(detection.Finding("scam", "$" + marked.cashtags[0].lstrip("$")))
     for finding in findings:
         if finding.kind in DIVERSION_KINDS and rules.diversion:
             return Violation("diversion", f"{finding.kind}:{finding.value}")
