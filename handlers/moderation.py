@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -36,17 +36,22 @@ from handlers.roles import (
     TargetWords,
     find_target,
     is_chat_admin,
+    is_chat_owner,
     notify_admins,
     require_moderator,
     split_target,
 )
 from handlers.switchboard import IN_GROUP, Blueprint
-from models import boards, groups, moderation, roles
+from models import boards, groups, moderation, roles, spam_samples
 from models import moderation_policy as policy
 from models.db import utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 from models.moderation_policy import CompiledRules, MessageFacts, Pace, Violation
+from models.spam_classifier import SpamModel
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.moderation")
 
@@ -67,11 +72,14 @@ COMMANDS = [
     CommandInfo("modset", __("Moderation rules: /modset, /modset preset strict, /modset knob value"), "admin"),
     CommandInfo("setlog", __("Send moderation alerts to a log chat: /setlog chat_id | off"), "admin"),
     CommandInfo("modlog", __("Recent moderation actions"), "admin"),
+    CommandInfo("spam", __("Reply with /spam: remove the ad and learn from it"), "admin"),
+    CommandInfo("spamsamples", __("Confirmed spam samples: /spamsamples, /spamsamples clear (owner)"), "admin"),
 ]
 
 DEFAULT_MUTE = 3600
 NOTICES_PER_MINUTE = 6  # bot notices about removed messages per group (Telegram allows 20 posts a minute)
 PACE_MEMORY = 50_000  # members whose recent pace is remembered (least recently seen forgotten first)
+LEARNED_TTL = 300  # seconds a group's classifier is kept before its samples are read again (other processes)
 MODLOG_ROWS = 15
 SNIPPET = 300
 
@@ -131,6 +139,17 @@ class ModerationState:
     rules: dict[int, CompiledRules] = field(default_factory=dict)
     paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
     notices: dict[int, deque[float]] = field(default_factory=dict)
+    learned: dict[int, tuple[float, SpamModel]] = field(default_factory=dict)
+
+    async def classifier(self, session: AsyncSession, group_id: int, now: float) -> SpamModel:
+        """The group's classifier, learned from its confirmed samples (read again after LEARNED_TTL seconds, or
+        at once after /spam or /spamsamples clear in this process)."""
+        cached = self.learned.get(group_id)
+        if cached is not None and now - cached[0] < LEARNED_TTL:
+            return cached[1]
+        model = SpamModel(*await spam_samples.samples_of(session, group_id))
+        self.learned[group_id] = (now, model)
+        return model
 
     def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
@@ -407,7 +426,8 @@ async def check_message(
         pace = state.pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
     joined_at = member.joined_at if member is not None else None
     new_member = policy.is_new_member(joined_at, group.created_at, rules.newcomer_hours, utcnow())
-    violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace)
+    learned = await state.classifier(session, group.id, time.monotonic()) if new_member and facts.text else None
+    violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace, learned=learned)
     if violation is None:
         return False
     if facts.sender_chat_id is None and facts.sender_id is not None and await is_chat_admin(
@@ -648,6 +668,50 @@ async def report_command(message: Message, bot: Bot, session: AsyncSession, grou
     )
     await notify_admins(bot, session, group, text, report_keyboard(message.chat.id, target_id, reported.message_id))
     await message.reply(_("Thanks, the admins have been told."))
+
+
+@router.message(Command("spam"), IN_GROUP)
+async def spam_command(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
+    """A moderator's reply: remove the ad and keep its text as one of the group's confirmed spam samples."""
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    ad = message.reply_to_message
+    text = (ad.text or ad.caption or "") if ad is not None else ""
+    if ad is None or not text.strip():
+        await message.reply(_("Reply to the ad with /spam."))
+        return
+    await spam_samples.add_sample(session, group.id, text)
+    target = ad.sender_chat.id if ad.sender_chat is not None else ad.from_user.id if ad.from_user else None
+    await moderation.record_action(session, group_id=group.id, actor_id=actor_of(message), target_id=target,
+                                   action="delete", rule="newcomer", reason="spam sample", evidence=text)
+    runtime.moderation.learned.pop(group.id, None)
+    await delete_message(bot, session, group, ad.message_id)
+    count = await spam_samples.count_samples(session, group.id)
+    await message.reply(_("🧹 Removed. The group has {count} confirmed spam samples; newcomers' messages like it "
+                          "will be removed.").format(count=count))
+
+
+@router.message(Command("spamsamples"), IN_GROUP)
+async def spamsamples_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime
+) -> None:
+    """Count the group's confirmed samples; the owner clears them with `/spamsamples clear`."""
+    assert group.id is not None
+    if (command.args or "").strip().lower() != "clear":
+        if not await require_moderator(bot, session, message):
+            return
+        count = await spam_samples.count_samples(session, group.id)
+        await message.reply(_("This group has {count} confirmed spam samples (ads removed with /spam). The owner "
+                              "deletes them all with /spamsamples clear.").format(count=count))
+        return
+    actor = message.from_user
+    if message.sender_chat is not None or actor is None or not await is_chat_owner(bot, message.chat.id, actor.id):
+        await message.reply(_("Only the group's owner can delete the spam samples."))
+        return
+    removed = await spam_samples.clear_samples(session, group.id)
+    runtime.moderation.learned.pop(group.id, None)
+    await message.reply(_("Deleted {count} spam samples.").format(count=removed))
 
 
 async def can_moderate_chat(bot: Bot, session: AsyncSession, chat_id: int, user_id: int) -> Group | None:

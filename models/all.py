@@ -14,6 +14,7 @@ from models import (
     roles,
     schedules,
     shop,
+    spam_samples,
     topics,
     votes,
 )
@@ -23,4 +24,4 @@ MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, v
 
 __all__ = ["MODULES", "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
-           "flashsale"]
+           "flashsale", "spam_samples"]

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 from models import detection, moderation
 from models.groups import Group
 from models.moderation import ModerationRules
+from models.spam_classifier import SpamModel
 
 DIVERSION_KINDS = frozenset({"invite", "channel", "wechat", "qq", "phone"})
 LINK_KINDS = frozenset({"link", "invite", "channel"})
@@ -160,11 +161,13 @@ def entity_facts(facts: MessageFacts) -> EntityFacts:
 
 
 def find_violation(
-    facts: MessageFacts, compiled: CompiledRules, *, new_member: bool, pace: str | None
+    facts: MessageFacts, compiled: CompiledRules, *, new_member: bool, pace: str | None,
+    learned: SpamModel | None = None,
 ) -> Violation | None:
-    """The first rule the message breaks, content first: diversion, banned words (and the opt-in scam phrases),
-    links (and shop share codes), a new member's links, mentions or media, locked content, then pace (`pace`:
-    what `Pace.count` said). None when it breaks none."""
+    """The first rule the message breaks, content first: diversion, banned words (and the scam phrases), links
+    (and shop share codes), then for a new member what the group's classifier (`learned`, trained on its
+    confirmed samples) calls spam and any link, mention or media, then locked content, then pace (`pace`: what
+    `Pace.count` said). None when it breaks none."""
     rules = compiled.rules
     marked = entity_facts(facts) if facts.entities else None
     findings: list[detection.Finding] = []
@@ -195,6 +198,10 @@ def find_violation(
             if finding.kind == "sharecode":
                 return Violation("links", f"sharecode:{finding.value}")
     if new_member:
+        if learned and facts.text:
+            judgement = learned.judge(facts.text)
+            if judgement.spam:
+                return Violation("newcomer", "learned: " + judgement.detail())
         if links:
             return Violation("newcomer", "link")
         if marked is not None and (marked.mentions or marked.cashtags) or detection.mentions_someone(facts.text):
