@@ -474,11 +474,16 @@ SCAM_PHRASES = (
     "зараб", "доход", "прибыл", "пиши в", "пишите в", "напиши в", "удалённ", "удаленн", "без опыта",
     "в команду", "набор в", "обучение", "инвест",
 )
-_WORD_START = "(?<![a-zа-яё0-9])"
-_SCAM = re.compile("|".join(
-    re.escape(phrase) if not phrase[0].isascii() and not "а" <= phrase[0] <= "я" else _WORD_START + re.escape(phrase)
-    for phrase in SCAM_PHRASES
-))
+
+def _scam_alternative(phrase: str) -> str:
+    """One phrase of the alternation. Each starts with its literal first character (then re looks for those
+    characters alone before trying any phrase); a word's start is checked by a lookbehind after that character."""
+    if not phrase[0].isascii() and not "а" <= phrase[0] <= "я":
+        return re.escape(phrase)
+    return re.escape(phrase[0]) + "(?<![a-zа-яё0-9].)" + re.escape(phrase[1:])
+
+
+_SCAM = re.compile("|".join(map(_scam_alternative, SCAM_PHRASES)))
 # Latin letters that look like Cyrillic ones ("oбyчeниe" is written with Latin o, y, e): read as Cyrillic inside a
 # word that has Cyrillic letters.
 _LOOKALIKES = str.maketrans("aceopxykmthb", "асеорхукмтнв")
