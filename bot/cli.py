@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import verify_lottery
+from bot import spam_eval, verify_lottery
 from bot.settings import Settings, SettingsError, load_settings
 
 NO_TOKEN = """\
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", default="", help="database for the demo (default: a temporary SQLite file)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
     verify_lottery.add_parser(commands)
+    spam_eval.add_parser(commands)
     return parser
 
 
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "verify-lottery":  # needs no settings, token or database
         return verify_lottery.run(args)
+    if args.command == "spam-eval":  # likewise
+        return spam_eval.run(args)
     try:
         settings = load_settings()
     except SettingsError as error:

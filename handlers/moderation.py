@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -36,17 +36,22 @@ from handlers.roles import (
     TargetWords,
     find_target,
     is_chat_admin,
+    is_chat_owner,
     notify_admins,
     require_moderator,
     split_target,
 )
 from handlers.switchboard import IN_GROUP, Blueprint
-from models import boards, groups, moderation, roles
+from models import boards, groups, moderation, roles, spam_samples
 from models import moderation_policy as policy
 from models.db import utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 from models.moderation_policy import CompiledRules, MessageFacts, Pace, Violation
+from models.spam_classifier import SpamModel
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger("qunbot.moderation")
 
@@ -67,11 +72,14 @@ COMMANDS = [
     CommandInfo("modset", __("Moderation rules: /modset, /modset preset strict, /modset knob value"), "admin"),
     CommandInfo("setlog", __("Send moderation alerts to a log chat: /setlog chat_id | off"), "admin"),
     CommandInfo("modlog", __("Recent moderation actions"), "admin"),
+    CommandInfo("spam", __("Reply with /spam: remove the ad and learn from it"), "admin"),
+    CommandInfo("spamsamples", __("Confirmed spam samples: /spamsamples, /spamsamples clear (owner)"), "admin"),
 ]
 
 DEFAULT_MUTE = 3600
 NOTICES_PER_MINUTE = 6  # bot notices about removed messages per group (Telegram allows 20 posts a minute)
 PACE_MEMORY = 50_000  # members whose recent pace is remembered (least recently seen forgotten first)
+LEARNED_TTL = 300  # seconds a group's classifier is kept before its samples are read again (other processes)
 MODLOG_ROWS = 15
 SNIPPET = 300
 
@@ -97,6 +105,8 @@ KNOB_HELP = {
     "newcomer_hours": __("hours new members may not post links or media (0: off)"),
     "lock_stickers": __("delete stickers (on/off)"),
     "lock_gifs": __("delete GIFs (on/off)"),
+    "share_codes": __("remove shop share codes such as 淘口令 (on/off)"),
+    "scam_phrases": __("remove job and investment pitches such as 兼职, 日结, 刷单 (on/off)"),
     "lock_forwards": __("delete forwarded messages (on/off)"),
     "lock_media": __("delete photos, videos, files and voice (on/off)"),
     "warn_expiry_days": __("days a warning counts"),
@@ -125,6 +135,17 @@ class ModerationState:
     rules: dict[int, CompiledRules] = field(default_factory=dict)
     paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
     notices: dict[int, deque[float]] = field(default_factory=dict)
+    learned: dict[int, tuple[float, SpamModel]] = field(default_factory=dict)
+
+    async def classifier(self, session: AsyncSession, group_id: int, now: float) -> SpamModel:
+        """The group's classifier, learned from its confirmed samples (read again after LEARNED_TTL seconds, or
+        at once after /spam or /spamsamples clear in this process)."""
+        cached = self.learned.get(group_id)
+        if cached is not None and now - cached[0] < LEARNED_TTL:
+            return cached[1]
+        model = SpamModel(*await spam_samples.samples_of(session, group_id))
+        self.learned[group_id] = (now, model)
+        return model
 
     def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
@@ -162,7 +183,15 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
     """The plain facts moderation decides on (models/moderation_policy.py), read from the message once."""
     user = message.from_user
     person = user is not None and not user.is_bot and user.id not in (TELEGRAM_SERVICE_USER, GROUP_ANONYMOUS_BOT)
-    urls = [e.url for e in (message.entities or []) + (message.caption_entities or []) if e.url]
+    text = message.text or message.caption or ""
+    entities = (message.entities or []) + (message.caption_entities or [])
+    urls = [e.url for e in entities if e.url]
+    marked: list[tuple[str, str]] = []
+    for entity in entities[: policy.MAX_ENTITIES]:
+        if entity.type == "text_mention" and entity.user is not None:
+            marked.append((entity.type, str(entity.user.id)))
+        elif entity.type in policy.ENTITY_TYPES and entity.type != "text_mention":
+            marked.append((entity.type, entity.extract_from(text)))
     markup = message.reply_markup
     if markup is not None:
         urls += [b.url for row in markup.inline_keyboard for b in row if b.url]
@@ -170,7 +199,7 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
         chat_id=message.chat.id,
         sender_id=user.id if person and user is not None else None,
         sender_chat_id=message.sender_chat.id if message.sender_chat is not None else None,
-        text=message.text or message.caption or "",
+        text=text,
         urls=tuple(urls),
         has_buttons=markup is not None,
         media=any((message.photo, message.video, message.document, message.audio, message.voice,
@@ -181,6 +210,7 @@ def message_facts(message: Message, *, edited: bool = False) -> MessageFacts:
         automatic_forward=bool(message.is_automatic_forward),
         service=bool(message.new_chat_members or message.left_chat_member),
         edited=edited,
+        entities=tuple(marked),
     )
 
 
@@ -392,7 +422,8 @@ async def check_message(
         pace = state.pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
     joined_at = member.joined_at if member is not None else None
     new_member = policy.is_new_member(joined_at, group.created_at, rules.newcomer_hours, utcnow())
-    violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace)
+    learned = await state.classifier(session, group.id, time.monotonic()) if new_member and facts.text else None
+    violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace, learned=learned)
     if violation is None:
         return False
     if facts.sender_chat_id is None and facts.sender_id is not None and await is_chat_admin(
@@ -637,6 +668,50 @@ async def report_command(message: Message, bot: Bot, session: AsyncSession, grou
     )
     await notify_admins(bot, session, group, text, report_keyboard(message.chat.id, target_id, reported.message_id))
     await message.reply(_("Thanks, the admins have been told."))
+
+
+@router.message(Command("spam"), IN_GROUP)
+async def spam_command(message: Message, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime) -> None:
+    """A moderator's reply: remove the ad and keep its text as one of the group's confirmed spam samples."""
+    assert group.id is not None
+    if not await require_moderator(bot, session, message):
+        return
+    ad = message.reply_to_message
+    text = (ad.text or ad.caption or "") if ad is not None else ""
+    if ad is None or not text.strip():
+        await message.reply(_("Reply to the ad with /spam."))
+        return
+    await spam_samples.add_sample(session, group.id, text)
+    target = ad.sender_chat.id if ad.sender_chat is not None else ad.from_user.id if ad.from_user else None
+    await moderation.record_action(session, group_id=group.id, actor_id=actor_of(message), target_id=target,
+                                   action="delete", rule="newcomer", reason="spam sample", evidence=text)
+    runtime.moderation.learned.pop(group.id, None)
+    await delete_message(bot, session, group, ad.message_id)
+    count = await spam_samples.count_samples(session, group.id)
+    await message.reply(_("🧹 Removed. The group has {count} confirmed spam samples; newcomers' messages like it "
+                          "will be removed.").format(count=count))
+
+
+@router.message(Command("spamsamples"), IN_GROUP)
+async def spamsamples_command(
+    message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group, runtime: Runtime
+) -> None:
+    """Count the group's confirmed samples; the owner clears them with `/spamsamples clear`."""
+    assert group.id is not None
+    if (command.args or "").strip().lower() != "clear":
+        if not await require_moderator(bot, session, message):
+            return
+        count = await spam_samples.count_samples(session, group.id)
+        await message.reply(_("This group has {count} confirmed spam samples (ads removed with /spam). The owner "
+                              "deletes them all with /spamsamples clear.").format(count=count))
+        return
+    actor = message.from_user
+    if message.sender_chat is not None or actor is None or not await is_chat_owner(bot, message.chat.id, actor.id):
+        await message.reply(_("Only the group's owner can delete the spam samples."))
+        return
+    removed = await spam_samples.clear_samples(session, group.id)
+    runtime.moderation.learned.pop(group.id, None)
+    await message.reply(_("Deleted {count} spam samples.").format(count=removed))
 
 
 async def can_moderate_chat(bot: Bot, session: AsyncSession, chat_id: int, user_id: int) -> Group | None:

@@ -15,6 +15,7 @@ from models import (
     roles,
     schedules,
     shop,
+    spam_samples,
     stats,
     topics,
     votes,
@@ -27,4 +28,4 @@ MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, v
 __all__ = ["MODULES", "analytics",
            "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
-           "flashsale", "stats"]
+           "flashsale", "stats", "spam_samples"]

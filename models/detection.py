@@ -23,7 +23,7 @@ from re import _constants as _sre_const  # type: ignore[attr-defined]
 from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Literal
 
-FindingKind = Literal["link", "invite", "channel", "wechat", "qq", "phone", "banned"]
+FindingKind = Literal["link", "invite", "channel", "wechat", "qq", "phone", "sharecode", "scam", "banned"]
 
 MAX_SCAN_CHARS = 20_000  # Telegram messages are at most 4096 characters and captions 1024: more is never real
 MAX_REGEX_ENTRY_CHARS = 200
@@ -38,7 +38,9 @@ class Finding:
     kind: "link" (value: host without "www."), "invite" (a Telegram invite: value the invite hash, case kept;
     or a group number after "进群"), "channel" (a public Telegram chat: value the username, lower-case),
     "wechat" (value: the WeChat id, or the cue itself when no id follows an unmistakable cue), "qq" (the
-    number), "phone" (the 11-digit mobile number), "banned" (value: the banned-word entry as the admin wrote it).
+    number), "phone" (the 11-digit mobile number, or an international number after a messenger cue: its digits),
+    "sharecode" (a shop share code such as 淘口令 ￥AbC123xyz￥: the code), "scam" (a scam phrase from
+    SCAM_PHRASES: the phrase), "banned" (value: the banned-word entry as the admin wrote it).
     """
 
     kind: FindingKind
@@ -92,18 +94,31 @@ _DOT_SUBSTITUTE = re.compile(
 _DOT_CUE = re.compile(r"[.。·•・‧∙⋅点點]|dot", re.IGNORECASE)
 
 
+# Traditional characters of every cue the detectors know (號 進 電報 關注 訂閱 聯繫 購買 兼職 ...), folded to their
+# Simplified form one character for one, so each pattern is written once and matches both scripts.
+_TRADITIONAL = str.maketrans(
+    "號進電報關訂閱頻們這鵝單運遞編賬帳碼為綠衛聯繫絡購買職結賺穩網帶錢過萬領費機紙貳陸話護復製開寶貝撥"
+    "勞務專員資員價審輕鬆門檻現實體驗發貨戶註冊",
+    "号进电报关订阅频们这鹅单运递编账账码为绿卫联系络购买职结赚稳网带钱过万领费机纸贰陆话护复制开宝贝拨"
+    "劳务专员资员价审轻松门槛现实体验发货户注册",
+)
+
+
 def _fold(text: str) -> str:
     """normalize() without the final lower-casing (invite hashes are case-sensitive)."""
     text = unicodedata.normalize("NFKC", text[: MAX_SCAN_CHARS * 2])[: MAX_SCAN_CHARS * 2]  # "ﷺ" is 18 letters
     if _INVISIBLE_CUE.search(text):
         text = text.translate(_INVISIBLE)
+    if not text.isascii():
+        text = text.translate(_TRADITIONAL)
     return _DOT_SUBSTITUTE.sub(".", text) if _DOT_CUE.search(text) else text
 
 
 def normalize(text: str) -> str:
     """Return `text` in the form every detector matches against.
 
-    NFKC (fullwidth letters, digits and punctuation become ASCII; circled digits become digits), format
+    NFKC (fullwidth letters, digits and punctuation become ASCII; circled digits become digits), the Traditional
+    form of every cue folded to Simplified (號 -> 号, 進群 -> 进群, 關注 -> 关注), format
     characters (category Cf: zero-width space/joiners, BOM, bidi controls) and invisible fillers removed, dot
     substitutes ("。", "·", "•", "[dot]", "(dot)", " dot ", " . ", "点" ...) turned into "." where they sit
     between domain-like labels, and lower-cased. Very long input is cut at twice MAX_SCAN_CHARS.
@@ -130,7 +145,9 @@ _GENERIC_TLDS = frozenset(
     work world today news email group team ltd company games game bet win bid loan money cash art design studio
     media network digital agency center market best buzz guru ink kim red wang xin ren lol one plus run fit cool
     chat social zone fans love sex porn adult casino poker vin wiki host press rocks moe onion tk mom bond sbs
-    click help io ooo men date trade review stream download racing party science accountant cricket faith""".split()
+    click help io ooo men date trade review stream download racing party science accountant cricket faith
+    lat autos quest cfd bar beauty hair skin makeup boats yachts motorcycles homes mba monster pics cam tokyo sexy
+    tube hiphop""".split()
 )
 _TLDS = _CC_TLDS | _GENERIC_TLDS
 _CJK_TLDS = "中国|中國|公司|网络|網絡|网址|在线|商城|网店|集团|手机|中文网|信息|游戏|购物|移动|商标|时尚|微博"
@@ -376,6 +393,111 @@ _CHANNEL_PROMOTION = re.compile(
     r"[^\n@]{0,20}+@(?P<name>[a-z][a-z0-9_]{3,31}+)(?![a-z0-9_])"
 )
 
+# A QQ or group number after a cue that is not QQ's own name: 外部2群:279314535, 火速加675899789, 购买联系2858819642,
+# 加好友 12345678. Six digits or more, not inside a longer number, not a count of something (加100000积分).
+_QQ_AFTER_CUE = re.compile(
+    r"(?:群号码?|群|(?<![参增追更附叠])加|联系|购买|私聊|好友|添加)"
+    r"(?:[\s:=#\-~]|号码|号|是|为|我|qq|q){0,4}+(?P<number>[1-9][0-9]{5,10}+)"
+    r"(?![0-9]|\s*+(?:元|块|积分|分|个|件|份|人|次|天|号|万|w|k|%|点|米|斤|克|g|ml|位|名|单|条|年|月|日|秒))"
+)
+# A promoted @username: right after a promotion cue (关注 @best_deals_channel, follow us @name, join: @name).
+_AT_PROMOTION = re.compile(
+    r"(?:(?:关注|订阅|加入|搜索?|围观)[^\n@]{0,12}+"
+    r"|(?<![a-z])(?:join|follow|subscribe)(?:\s++(?:to|us|me|my|our|the))?(?:\s++(?:channel|group|on|at))?"
+    r"\s*+:?\s*+)"
+    r"@(?P<name>[a-z][a-z0-9_]{4,31}+)(?![a-z0-9_])"
+)
+# An international number after a messenger's name: WhatsApp +1 415 555 0199, 电报 +44 7700 900123. After the
+# short names that are also words (wa, line, tg) the number must be written with its "+".
+_MESSENGER_PHONE = re.compile(
+    r"(?<![a-z])(?P<cue>whats\s?app|telegram|signal|viber|skype|wa|line|tg|电报|纸飞机|飞机)(?![a-z])"
+    r"[^\n0-9+]{0,12}+(?P<number>\+?[0-9][0-9 \-().]{6,22}+)"
+)
+_WEAK_MESSENGERS = frozenset({"wa", "line", "tg"})
+# What every pattern above needs (most chat has none of these and skips the three).
+_PROMOTION_CUE = re.compile(r"[群加联购私好关订搜围电飞@]|whats|telegram|signal|viber|skype|wa|line|tg")
+
+
+def _promotion_in(normalized: str) -> list[Finding]:
+    """QQ/group numbers after a cue, promoted @usernames and messenger numbers in `normalized` text."""
+    found: list[Finding] = []
+    if not _PROMOTION_CUE.search(normalized):
+        return found
+    for match in _QQ_AFTER_CUE.finditer(normalized):
+        found.append(Finding("qq", match["number"]))
+    for match in _AT_PROMOTION.finditer(normalized):
+        found.append(Finding("channel", match["name"]))
+    for match in _MESSENGER_PHONE.finditer(normalized):
+        number = match["number"].rstrip(" -(.")
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if 8 <= len(digits) <= 15 and (number.startswith("+") or match["cue"] not in _WEAK_MESSENGERS):
+            found.append(Finding("phone", "+" + digits if number.startswith("+") else digits))
+    return found
+
+
+_MENTION = re.compile(r"(?<![a-z0-9_.])@[a-z][a-z0-9_]{4,31}+(?![a-z0-9_@.])", re.IGNORECASE | re.ASCII)
+
+
+def mentions_someone(text: str) -> bool:
+    """True when `text` names a Telegram username (@name, five characters or more; e-mail addresses are not)."""
+    return "@" in text and _MENTION.search(text) is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shop share codes (淘口令) and scam phrases
+
+_CODE_SIGNS = "¥$€£₤₳¢₴₰₵₲₱₭₩₮"
+# ￥AbC123xyz￥ (NFKC turns the fullwidth ￥ into ¥): a Taobao/Tmall/Xianyu share code, or any shop's in its style.
+_SHARE_CODE = re.compile(r"[" + _CODE_SIGNS + r"](?P<code>[a-z0-9]{8,14}+)[" + _CODE_SIGNS + r"]")
+_SHARE_CODE_CUE = re.compile("[" + _CODE_SIGNS + "]")
+
+
+def find_share_codes(normalized: str) -> list[Finding]:
+    """Shop share codes (淘口令 ￥AbC123xyz￥, €…€, $…$) in `normalized` text; prices (¥199) are not codes."""
+    if not _SHARE_CODE_CUE.search(normalized):
+        return []
+    return [Finding("sharecode", m["code"]) for m in _SHARE_CODE.finditer(normalized)
+            if not m["code"].isdigit()]
+
+
+# Job, investment and "DM me" pitches that carry no contact at all (the `scam_phrases` knob: on in the standard and
+# strict presets, off in relaxed). Never 代购, 拼团 or 无门槛 (券), which are how shopping groups talk. Chinese
+# phrases match anywhere; Latin and Cyrillic ones at the start of a word (so "eth" is not found in "method").
+SCAM_PHRASES = (
+    "兼职", "日结", "刷单", "私聊我", "私信我", "代理招募", "招募代理", "诚招代理", "招代理", "躺赚", "稳赚", "日赚",
+    "日入", "月入过万", "月入上万", "带你赚钱", "网赚", "手机赚钱", "在家赚钱", "足不出户", "零门槛",
+    "跑分", "菠菜", "博彩", "彩票计划", "返佣", "高佣", "打字员", "拉人头", "裸聊", "约炮", "看片", "福利姬",
+    "稳定收益", "高收益", "内部渠道", "招聘宝妈", "宝妈", "学生党",
+    "dm me", "pm me", "inbox me", "invest", "profit", "withdrawal", "trading platform", "crypto", "bitcoin",
+    "forex", "airdrop", "drop your wallet", "passive income", "financial freedom", "make money", "earn $",
+    "earning", "work from home", "legit", "giveaway",
+    "зараб", "доход", "прибыл", "пиши в", "пишите в", "напиши в", "удалённ", "удаленн", "без опыта",
+    "в команду", "набор в", "обучение", "инвест",
+)
+
+def _scam_alternative(phrase: str) -> str:
+    """One phrase of the alternation. Each starts with its literal first character (then re looks for those
+    characters alone before trying any phrase); a word's start is checked by a lookbehind after that character."""
+    if not phrase[0].isascii() and not "а" <= phrase[0] <= "я":
+        return re.escape(phrase)
+    return re.escape(phrase[0]) + "(?<![a-zа-яё0-9].)" + re.escape(phrase[1:])
+
+
+_SCAM = re.compile("|".join(map(_scam_alternative, SCAM_PHRASES)))
+# Latin letters that look like Cyrillic ones ("oбyчeниe" is written with Latin o, y, e): read as Cyrillic inside a
+# word that has Cyrillic letters.
+_LOOKALIKES = str.maketrans("aceopxykmthb", "асеорхукмтнв")
+_MIXED_WORD = re.compile(r"\w*[а-яё]\w*")
+
+
+def find_scam_phrase(normalized: str) -> Finding | None:
+    """The first of SCAM_PHRASES in `normalized` text, as Finding("scam", phrase), or None."""
+    if not normalized.isascii() and _MIXED_WORD.search(normalized):
+        normalized = _MIXED_WORD.sub(lambda m: m.group(0).translate(_LOOKALIKES), normalized)
+    match = _SCAM.search(normalized)
+    return Finding("scam", match.group(0).strip()) if match else None
+
+
 _CN_DIGITS = str.maketrans("零〇一二三四五六七八九幺壹贰叁肆伍陆柒捌玖", "001234567891123456789")
 _PHONE_RUN = re.compile(r"(?<![0-9a-z])(?:\+\s*+)?[0-9]++(?:(?:[ \t]{1,3}+|[ \t]*+-[ \t]*+|\.)[0-9]++)*+")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
@@ -410,11 +532,28 @@ def _phone_in_run(run: str, before: str) -> str | None:
 _DIGIT_LIKE = re.compile("[0-9零〇一二三四五六七八九幺壹贰叁肆伍陆柒捌玖]")
 
 
+_CN_NUMERALS = re.compile("[零〇一二三四五六七八九幺壹贰叁肆伍陆柒捌玖]++")
+
+
+def _spell_numerals(text: str) -> str:
+    """Chinese numerals as ASCII digits where they spell a number: a run of two or more (一三八, 幺三八), or one
+    between two digits (138八1234); a lone numeral after digits starts a word (跟1615726686一样, 1388888888一个)."""
+
+    def spelled(match: re.Match[str]) -> str:
+        run = match.group(0)
+        start, end = match.span()
+        if len(run) >= 2 or (0 < start and end < len(text) and text[start - 1].isdigit() and text[end].isdigit()):
+            return run.translate(_CN_DIGITS)
+        return run
+
+    return _CN_NUMERALS.sub(spelled, text)
+
+
 def _phones(normalized: str) -> list[Finding]:
     found: list[Finding] = []
     if len(_DIGIT_LIKE.findall(normalized)) < 11:
         return found
-    text = normalized.translate(_CN_DIGITS)
+    text = _spell_numerals(normalized) if not normalized.isascii() else normalized
     for match in _PHONE_RUN.finditer(text):
         if match.end() - match.start() < 11:  # fewer than 11 digits: no mobile number (prices, times, counts)
             continue
@@ -443,6 +582,13 @@ _DIVERSION_CUE = re.compile(r"[加+➕搜信绿微扣企群@]|v\s*+[:=]|vx|wx|we
 
 def _diversion_in(normalized: str) -> list[Finding]:
     """find_diversion on `normalized` text."""
+    found = _known_diversion_in(normalized)
+    seen = {f.value for f in found}
+    promoted = [f for f in _promotion_in(normalized) if f.value not in seen]  # 群号 123456 is one finding
+    return _dedupe(found + promoted) if promoted else found
+
+
+def _known_diversion_in(normalized: str) -> list[Finding]:
     found: list[Finding] = []
     if not _DIVERSION_CUE.search(normalized):
         return _phones(normalized)
@@ -691,11 +837,21 @@ def compile_banned(entries: Iterable[str]) -> BannedMatcher:
     return BannedMatcher(tuple(compiled), errors)
 
 
-def scan(text: str, urls: Iterable[str] = (), *, banned: BannedMatcher | None = None) -> list[Finding]:
-    """Everything the moderation handlers act on: find_links + find_diversion + the first banned word."""
-    folded = _fold(text[:MAX_SCAN_CHARS])  # once for all three detectors
+def scan(
+    text: str, urls: Iterable[str] = (), *, banned: BannedMatcher | None = None, share_codes: bool = True,
+    scam_phrases: bool = False,
+) -> list[Finding]:
+    """Everything the moderation handlers act on: find_links + find_diversion + shop share codes (unless
+    `share_codes` is off) + the first scam phrase (when `scam_phrases` is on) + the first banned word."""
+    folded = _fold(text[:MAX_SCAN_CHARS])  # once for every detector
     normalized = folded.lower()
     found = _links_of(folded, urls) + _diversion_in(normalized)
+    if share_codes:
+        found += find_share_codes(normalized)
+    if scam_phrases:
+        scam = find_scam_phrase(normalized)
+        if scam:
+            found.append(scam)
     if banned is not None:
         hit = banned.find_normalized(normalized)
         if hit:

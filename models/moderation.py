@@ -114,7 +114,9 @@ class ModerationRules(BaseModel):
     allowed_domains: list[str] = PydanticField(default_factory=list, max_length=DOMAINS_MAX)
     diversion: bool = True  # 引流: WeChat / QQ / phone numbers, invite links, other channels
     banned_words: list[str] = PydanticField(default_factory=list, max_length=BANNED_MAX)
-    newcomer_hours: int = PydanticField(default=24, ge=0, le=24 * 30)  # no links or media for new members
+    newcomer_hours: int = PydanticField(default=24, ge=0, le=24 * 30)  # no links, mentions or media for new members
+    share_codes: bool = True  # block shop share codes (淘口令 ￥…￥); a brand sharing its own turns this off
+    scam_phrases: bool = True  # block job/investment/"DM me" pitches (detection.SCAM_PHRASES); relaxed: off
     lock_stickers: bool = False
     lock_gifs: bool = False
     lock_forwards: bool = False
@@ -141,18 +143,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "relaxed": {
         "flood_messages": 10, "flood_seconds": 10, "flood_repeat": 5, "links": False, "diversion": True,
         "newcomer_hours": 0, "lock_stickers": False, "lock_gifs": False, "lock_forwards": False, "lock_media": False,
+        "scam_phrases": False,
         "ladder": _ladder((5, "mute", 3600), (8, "ban", None)), "rule_ladders": {},
         "rule_actions": {"locks": "delete", "newcomer": "delete"},
     },
     "standard": {
         field: ModerationRules.model_fields[field].get_default(call_default_factory=True)
         for field in ("flood_messages", "flood_seconds", "flood_repeat", "links", "diversion", "newcomer_hours",
-                      "lock_stickers", "lock_gifs", "lock_forwards", "lock_media", "ladder", "rule_ladders",
-                      "rule_actions")
+                      "scam_phrases", "lock_stickers", "lock_gifs", "lock_forwards", "lock_media", "ladder",
+                      "rule_ladders", "rule_actions")
     },
     "strict": {
         "flood_messages": 5, "flood_seconds": 10, "flood_repeat": 2, "links": True, "diversion": True,
         "newcomer_hours": 72, "lock_stickers": False, "lock_gifs": False, "lock_forwards": True, "lock_media": False,
+        "scam_phrases": True,
         "ladder": _ladder((2, "mute", 86400), (3, "ban", None)), "rule_ladders": {},
         "rule_actions": {"locks": "delete", "newcomer": "warn"},
     },
@@ -161,14 +165,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The knobs /modset changes (besides presets, per-rule ladders `ladder.<rule>` and actions `action.<rule>`).
 KNOBS = (
     "enabled", "dry_run", "flood_messages", "flood_seconds", "flood_repeat", "links", "allowed_domains",
-    "diversion", "banned_words", "newcomer_hours", "lock_stickers", "lock_gifs", "lock_forwards", "lock_media",
-    "warn_expiry_days", "evidence_days", "ladder",
+    "diversion", "banned_words", "newcomer_hours", "share_codes", "scam_phrases", "lock_stickers", "lock_gifs",
+    "lock_forwards", "lock_media", "warn_expiry_days", "evidence_days", "ladder",
 )
 KNOB_ALIASES = {
     "flood": "flood_messages", "repeat": "flood_repeat", "domains": "allowed_domains", "banned": "banned_words",
     "words": "banned_words", "newcomers": "newcomer_hours", "newcomer": "newcomer_hours", "stickers": "lock_stickers",
     "gifs": "lock_gifs", "forwards": "lock_forwards", "media": "lock_media", "dryrun": "dry_run",
-    "expiry": "warn_expiry_days", "evidence": "evidence_days",
+    "expiry": "warn_expiry_days", "evidence": "evidence_days", "sharecodes": "share_codes", "scam": "scam_phrases",
 }
 _TRUE = {"1", "true", "yes", "on", "y", "开", "是", "block", "lock"}
 _FALSE = {"0", "false", "no", "off", "n", "关", "否", "allow", "unlock"}

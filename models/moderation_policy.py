@@ -16,9 +16,13 @@ from typing import Literal, NamedTuple
 from models import detection, moderation
 from models.groups import Group
 from models.moderation import ModerationRules
+from models.spam_classifier import SpamModel
 
 DIVERSION_KINDS = frozenset({"invite", "channel", "wechat", "qq", "phone"})
 LINK_KINDS = frozenset({"link", "invite", "channel"})
+# The entity types moderation reads (text_link urls arrive in MessageFacts.urls).
+ENTITY_TYPES = frozenset({"url", "mention", "text_mention", "phone_number", "email", "cashtag", "bot_command"})
+MAX_ENTITIES = 100
 
 PaceRule = Literal["flood", "repeat"]
 
@@ -39,6 +43,9 @@ class MessageFacts(NamedTuple):
     automatic_forward: bool = False  # a linked channel's post copied into its discussion group
     service: bool = False  # someone joined or left
     edited: bool = False
+    # What Telegram itself marked in the text, as (entity type, value): "url" (the text), "mention" (the @name),
+    # "text_mention" (the user id), "phone_number", "email", "cashtag", "bot_command" (the text). See ENTITY_TYPES.
+    entities: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,27 +124,90 @@ def is_new_member(joined_at: datetime | None, bot_joined_at: datetime, hours: in
     return now - joined_at < window and joined_at - bot_joined_at >= window
 
 
+class EntityFacts(NamedTuple):
+    """What Telegram's entities add to the patterns: urls to check as links, findings they prove, and whether
+    the message names someone (an @mention or a text mention) or a cashtag."""
+
+    urls: tuple[str, ...]
+    findings: tuple[detection.Finding, ...]
+    mentions: tuple[str, ...]
+    cashtags: tuple[str, ...]
+
+
+def entity_facts(facts: MessageFacts) -> EntityFacts:
+    """Telegram's own marks first: a `url` entity is a link whatever its ending (example.lat), an `email` is a
+    link to its domain, a `phone_number` written with "+" is a phone, a `bot_command` in a forward promotes a
+    bot; mentions and cashtags are kept for the newcomer check."""
+    urls: list[str] = []
+    findings: list[detection.Finding] = []
+    mentions: list[str] = []
+    cashtags: list[str] = []
+    for kind, value in facts.entities[:MAX_ENTITIES]:
+        if kind == "url":
+            urls.append(value)
+        elif kind == "email":
+            findings.append(detection.Finding("link", value.rpartition("@")[2].strip().lower()))
+        elif kind == "phone_number":
+            digits = "".join(ch for ch in value if ch.isdigit())
+            if value.lstrip().startswith("+") and 8 <= len(digits) <= 15:
+                findings.append(detection.Finding("phone", "+" + digits))
+        elif kind in ("mention", "text_mention"):
+            mentions.append(value.lstrip("@").lower())
+        elif kind == "cashtag":
+            cashtags.append(value.upper())
+        elif kind == "bot_command" and facts.forwarded:
+            findings.append(detection.Finding("channel", value.lower()))
+    return EntityFacts(tuple(urls), tuple(findings), tuple(mentions), tuple(cashtags))
+
+
 def find_violation(
-    facts: MessageFacts, compiled: CompiledRules, *, new_member: bool, pace: str | None
+    facts: MessageFacts, compiled: CompiledRules, *, new_member: bool, pace: str | None,
+    learned: SpamModel | None = None,
 ) -> Violation | None:
-    """The first rule the message breaks, content first: diversion, banned words, links, a new member's links or
-    media, locked content, then pace (`pace`: what `Pace.count` said). None when it breaks none."""
+    """The first rule the message breaks, content first: diversion, banned words (and the scam phrases), links
+    (and shop share codes), then for a new member what the group's classifier (`learned`, trained on its
+    confirmed samples) calls spam and any link, mention or media, then locked content, then pace (`pace`: what
+    `Pace.count` said). None when it breaks none."""
     rules = compiled.rules
-    findings = detection.scan(facts.text, facts.urls, banned=compiled.banned) \
-        if facts.text or facts.has_buttons else []
+    marked = entity_facts(facts) if facts.entities else None
+    findings: list[detection.Finding] = []
+    if facts.text or facts.has_buttons:
+        urls = facts.urls + marked.urls if marked is not None else facts.urls
+        findings = detection.scan(facts.text, urls, banned=compiled.banned, share_codes=rules.share_codes,
+                                  scam_phrases=rules.scam_phrases)
+    if marked is not None:
+        findings += marked.findings
     for finding in findings:
         if finding.kind in DIVERSION_KINDS and rules.diversion:
             return Violation("diversion", f"{finding.kind}:{finding.value}")
     for finding in findings:
         if finding.kind == "banned":
             return Violation("banned", finding.value)
-    links = [f for f in findings if f.kind in LINK_KINDS]
+    for finding in findings:
+        if finding.kind == "scam":
+            return Violation("banned", f"scam:{finding.value}")
+    links = [f for f in findings if f.kind in LINK_KINDS or f.kind == "sharecode"]
     if rules.links:
         for finding in links:
-            if finding.kind != "link" or not detection.domain_allowed(finding.value, rules.allowed_domains):
+            if finding.kind == "sharecode" or finding.kind != "link" or not detection.domain_allowed(
+                finding.value, rules.allowed_domains
+            ):
                 return Violation("links", f"{finding.kind}:{finding.value}")
-    if new_member and (links or facts.media or facts.sticker):
-        return Violation("newcomer", "link" if links else "media")
+    elif rules.share_codes:
+        for finding in links:
+            if finding.kind == "sharecode":
+                return Violation("links", f"sharecode:{finding.value}")
+    if new_member:
+        if learned and facts.text:
+            judgement = learned.judge(facts.text)
+            if judgement.spam:
+                return Violation("newcomer", "learned: " + judgement.detail())
+        if links:
+            return Violation("newcomer", "link")
+        if marked is not None and (marked.mentions or marked.cashtags) or detection.mentions_someone(facts.text):
+            return Violation("newcomer", "mention")
+        if facts.media or facts.sticker:
+            return Violation("newcomer", "media")
     if rules.lock_stickers and facts.sticker:
         return Violation("locks", "sticker")
     if rules.lock_gifs and facts.animation:
