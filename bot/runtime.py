@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import CatalogI18n
+from bot.metrics import Metrics
 from bot.settings import Settings
 from models.checkin import CheckinDesk
 from models.groups import ArrivalDesk
@@ -56,6 +57,9 @@ class Runtime:
 
     # -- live posts (boards, tallies, sales, the shop): the one live-post editor belongs here ------------------
     # (it is being unified from votes/flashsale/lottery PostEditor, checkin.BoardEditor and the shop's edits)
+
+    # Prometheus collectors on this process's own registry (bot/metrics.py), served at /metrics (bot/web.py).
+    metrics: Metrics = field(default_factory=Metrics)
 
     # Untouched database sessions kept for the next updates (bot/middlewares.py: most updates never use theirs).
     spare_sessions: list[AsyncSession] = field(default_factory=list)
