@@ -49,7 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", default="", help="database for the demo (default: a temporary SQLite file)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
     verify_lottery.add_parser(commands)
+    add_ops_parsers(commands)
     return parser
+
+
+def add_ops_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`qunbot backup` and `qunbot move-to-postgres` (bot/backup.py)."""
+    from bot import backup
+
+    backup.add_parsers(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings)
     command = args.command or ("run" if settings.bot_token else "demo")
+    if command in ("backup", "move-to-postgres"):  # need DATABASE_URL, not the token
+        from bot import backup
+
+        return backup.run_command(args, settings)
     try:
         if command == "demo":
             from bot.demo import run_demo
