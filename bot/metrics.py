@@ -45,7 +45,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 log = logging.getLogger("qunbot.metrics")
 
@@ -101,6 +101,7 @@ class Metrics:
                              registry=r)
         self.started.set(time.time())
         self.inbox_stats: InboxStatsHook | None = None
+        self._by_kind: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._live = _LiveReadings()
         r.register(self._live)
 
@@ -132,12 +133,24 @@ class Metrics:
         scheduler.add_listener(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
 
     def update_started(self, kind: str) -> float:
-        self.updates_received.labels(kind).inc()
+        """Count an update of this type as received; the start time to hand to `update_finished`."""
+        self._update_children(kind)[0].inc()
         return time.perf_counter()
 
     def update_finished(self, kind: str, started: float, *, failed: bool) -> None:
-        self.handler_seconds.labels(kind).observe(time.perf_counter() - started)
-        (self.updates_failed if failed else self.updates_handled).labels(kind).inc()
+        _, handled, failed_, seconds = self._update_children(kind)
+        seconds.observe(time.perf_counter() - started)
+        (failed_ if failed else handled).inc()
+
+    def _update_children(self, kind: str) -> tuple[Any, Any, Any, Any]:
+        # labels() takes a lock and builds a key: per type once, as every update passes here
+        children = self._by_kind.get(kind)
+        if children is None:
+            children = self._by_kind[kind] = (
+                self.updates_received.labels(kind), self.updates_handled.labels(kind),
+                self.updates_failed.labels(kind), self.handler_seconds.labels(kind),
+            )
+        return children
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -192,6 +205,21 @@ class _LiveReadings(Collector):
                         continue
             if found:
                 yield gauge
+
+
+def inbox_hook(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stats: Callable[..., Awaitable[InboxStatsLike]],
+    bot_id: int | None = None,
+) -> InboxStatsHook:
+    """The `Metrics.inbox_stats` hook for a stats function such as models.inbox.stats(session, bot_id):
+    `runtime.metrics.inbox_stats = inbox_hook(sessionmaker, models.inbox.stats, bot.id)`."""
+
+    async def read() -> InboxStatsLike:
+        async with sessionmaker() as session:
+            return await stats(session, bot_id)
+
+    return read
 
 
 def flow_controller(bot: Bot) -> Any:

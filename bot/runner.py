@@ -94,10 +94,10 @@ async def run(
         if scheduler is not None:
             scheduler.start()
         try:
-            if settings.webhook_url:
-                await _serve_webhook(settings, bot, dp, stop)
-            else:
-                async with _health_server(runtime, bot):
+            async with _health_server(runtime, bot):
+                if settings.webhook_url:
+                    await _serve_webhook(settings, bot, dp, stop)
+                else:
                     await _poll(bot, dp, stop, polling_timeout)
         finally:
             if scheduler is not None:
@@ -182,7 +182,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
 
 @asynccontextmanager
 async def _health_server(runtime: Runtime, bot: Bot) -> AsyncIterator[None]:
-    """/healthz, /readyz and /metrics on WEB_LISTEN for a process without a webhook (none when it is empty)."""
+    """/healthz, /readyz and /metrics on WEB_LISTEN (none when it is empty or the webhook's own address)."""
     web_runner = await serve_health(runtime, bot)
     try:
         yield

@@ -133,6 +133,15 @@ def create_web_app(runtime: Runtime, bot: Bot | None) -> web.Application:
     return app
 
 
+def worker_listen(web_listen: str, index: int) -> str:
+    """WEB_LISTEN for web worker `index` (0-based) of `qunbot run --workers N`: port + index, so Prometheus can
+    scrape each worker on its own port while they share the webhook port. Empty stays empty."""
+    if not web_listen:
+        return web_listen
+    host, _, port = web_listen.rpartition(":")
+    return f"{host}:{int(port) + index}"
+
+
 async def start_web(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
     """Listen on host:port; the caller awaits `runner.cleanup()` when done."""
     runner = web.AppRunner(app, access_log=None)
@@ -142,9 +151,12 @@ async def start_web(app: web.Application, host: str, port: int, *, reuse_port: b
 
 
 async def serve_health(runtime: Runtime, bot: Bot | None) -> web.AppRunner | None:
-    """The web server without a webhook (polling, the scheduler role), when WEB_LISTEN is set; else None."""
-    address = runtime.settings.web_host_port
-    if address is None:
+    """A web server with only /healthz, /readyz and /metrics on WEB_LISTEN (polling, the scheduler role, or a
+    webhook worker's own address beside the shared webhook port); None when WEB_LISTEN is empty or is the
+    webhook's own address (which serves them already)."""
+    settings = runtime.settings
+    address = settings.web_host_port
+    if address is None or (settings.webhook_url and settings.web_listen == settings.webhook_listen):
         return None
     runner = await start_web(create_web_app(runtime, bot), *address)
     log.info("health and metrics on %s:%s", *address)

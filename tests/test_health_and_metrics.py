@@ -215,3 +215,120 @@ def test_text_logs_carry_the_ids_and_redact_tracebacks(capsys) -> None:  # type:
         logger.removeHandler(handler)
     err = capsys.readouterr().err
     assert "[update=7]" in err and token not in err and "<BOT_TOKEN>" in err
+
+
+async def test_a_webhook_worker_also_answers_on_its_own_web_listen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.web import worker_listen
+
+    hook_port, own_port = free_port(), free_port()
+    async with Sandbox() as sb, running_bot(
+        sb, tmp_path, webhook_url=f"http://127.0.0.1:{hook_port}/tg/webhook", webhook_secret=SecretStr("s3cret"),
+        webhook_listen=f"127.0.0.1:{hook_port}", web_listen=f"127.0.0.1:{own_port}",
+    ):
+        await sb.wait_for("setWebhook", timeout=10, since=0)
+        for port in (hook_port, own_port):
+            assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+            assert (await get(f"http://127.0.0.1:{port}/readyz"))[0] == 200
+    assert worker_listen("0.0.0.0:9100", 2) == "0.0.0.0:9102" and worker_listen("", 2) == ""
+
+
+async def test_scheduler_lag_and_errors_are_recorded() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from bot.metrics import Metrics
+
+    metrics = Metrics()
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    metrics.watch_scheduler(scheduler)
+    ran = asyncio.Event()
+
+    async def late_job() -> None:
+        ran.set()
+
+    async def failing_job() -> None:
+        raise RuntimeError("boom")
+
+    planned = datetime.now(UTC) - timedelta(seconds=2)  # due two seconds ago: starts about two seconds late
+    scheduler.add_job(late_job, "date", run_date=planned, id="late", misfire_grace_time=60)
+    scheduler.add_job(failing_job, "date", run_date=datetime.now(UTC), id="failing")
+    scheduler.start()
+    try:
+        await asyncio.wait_for(ran.wait(), 10)
+        await asyncio.sleep(0.3)
+    finally:
+        scheduler.shutdown(wait=False)
+    found = samples((await metrics.render()).decode())
+    assert found[("qunbot_scheduler_lag_seconds_count", (("job", "late"),))] == 1
+    assert found[("qunbot_scheduler_lag_seconds_sum", (("job", "late"),))] >= 1.5
+    assert found[("qunbot_scheduler_job_errors_total", (("job", "failing"),))] == 1
+
+
+async def test_qunbot_run_with_json_logs_never_logs_a_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import sys
+
+    port = free_port()
+    async with Sandbox() as sb:
+        env = {
+            **os.environ,
+            "BOT_TOKEN": sb.token,
+            "TELEGRAM_API_URL": sb.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+            "LOG_LEVEL": "DEBUG",
+            "LOG_FORMAT": "json",
+            "WEB_LISTEN": f"127.0.0.1:{port}",
+            "WEBHOOK_URL": "",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            await sb.wait_for("setMyCommands", timeout=30, since=0)
+            owner = sb.add_user("Lin", language_code="en")
+            await sb.send(sb.private_chat(owner), owner, "/help")
+            await sb.settle(timeout=10, quiet=0.5)
+            status, body = await get(f"http://127.0.0.1:{port}/metrics")
+            assert status == 200 and total(samples(body), "qunbot_updates_handled_total", type="message") == 1
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    log = output.decode()
+    assert sb.token not in log and sb.token.split(":")[1] not in log
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert len(entries) >= len(log.splitlines()) - 2  # (a stray line from a library is tolerated)
+    assert any(e["logger"] == "qunbot" and "stopped" in e["message"] for e in entries)
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+
+
+async def test_a_failed_update_is_counted_and_its_log_line_names_the_update_and_chat(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import models.groups as groups_module
+    from bot.logs import UpdateIds
+
+    owner = world.user("Owner", language_code="en")
+    group = world.group("Fans", owner=owner)
+
+    async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk on fire")
+
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler(logging.DEBUG)
+    catcher.emit = records.append  # type: ignore[method-assign]
+    catcher.addFilter(UpdateIds())
+    logging.getLogger("qunbot").addHandler(catcher)
+    try:
+        monkeypatch.setattr(groups_module, "set_group_timezone", broken)
+        await world.send(group, owner, "/timezone Asia/Taipei", update_id=777)
+        monkeypatch.undo()
+        await world.send(group, owner, "/timezone Asia/Taipei")
+    finally:
+        logging.getLogger("qunbot").removeHandler(catcher)
+    failed = [r for r in records if r.getMessage() == "update 777 failed"]
+    assert failed and failed[0].update_id == 777 and failed[0].chat_id == group.id  # type: ignore[attr-defined]
+    found = samples((await world.runtime.metrics.render()).decode())
+    assert found[("qunbot_updates_failed_total", (("type", "message"),))] == 1
+    assert found[("qunbot_updates_handled_total", (("type", "message"),))] == 1
+    assert found[("qunbot_updates_received_total", (("type", "message"),))] == 2
