@@ -56,6 +56,7 @@ class _MiniYaml:
 
     def mapping(self, indent: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        explicit: set[str] = set()  # keys written here (they override merged ones; a repeat is an error)
         while self.i < len(self.lines):
             level, text = self.lines[self.i]
             if level < indent:
@@ -83,9 +84,10 @@ class _MiniYaml:
                 self.anchors[anchor] = value
             if key == "<<":
                 result = {**value, **result}
-            elif key in result:
+            elif key in explicit:
                 raise ValueError(f"duplicate key {key!r}")
             else:
+                explicit.add(key)
                 result[key] = value
         return result
 
@@ -133,6 +135,7 @@ def test_compose_file_runs_workers_scheduler_postgres_redis_and_a_tls_proxy() ->
     bot, scheduler = services["bot"], services["scheduler"]
     assert bot["command"][:2] == ["run", "--workers"] and "--no-scheduler" in bot["command"]
     assert scheduler["command"] == ["scheduler"]
+    assert bot["environment"]["WEB_LISTEN"] != bot["environment"]["WEBHOOK_LISTEN"]  # per-worker metrics ports
     for role in (bot, scheduler):
         env = role["environment"]
         assert env["DATABASE_URL"].startswith("postgresql+asyncpg://") and env["REDIS_URL"].startswith("redis://")
@@ -154,8 +157,10 @@ def test_mini_yaml_reader_refuses_bad_indentation() -> None:
 
     with pytest.raises(ValueError):
         _MiniYaml("a:\n  b: 1\n   c: 2\n").document()
-    merged = _MiniYaml("x: &x\n  k: 1\ny:\n  <<: *x\n  j: [1, 2]\n").document()
-    assert merged == {"x": {"k": 1}, "y": {"k": 1, "j": [1, 2]}}
+    merged = _MiniYaml("x: &x\n  k: 1\n  m: 2\ny:\n  <<: *x\n  j: [1, 2]\n  k: 3\n").document()
+    assert merged == {"x": {"k": 1, "m": 2}, "y": {"k": 3, "m": 2, "j": [1, 2]}}
+    with pytest.raises(ValueError):
+        _MiniYaml("a: 1\na: 2\n").document()
 
 
 def test_dockerfile_builds_a_non_root_image_with_the_redis_extra() -> None:
