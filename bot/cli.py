@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from bot import spam_eval, verify_lottery
+from bot.logs import log_handler
 from bot.settings import Settings, SettingsError, load_settings
 
 NO_TOKEN = """\
@@ -20,25 +21,8 @@ qunbot run needs BOT_TOKEN, the token of your bot.
 To see qunbot work without a token, run:  qunbot demo"""
 
 
-class RedactToken(logging.Filter):
-    """Keeps the bot token out of every log line (it is part of every Bot API URL)."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.token:
-            message = record.getMessage()
-            if self.token in message:
-                record.msg, record.args = message.replace(self.token, "<BOT_TOKEN>"), None
-        return True
-
-
 def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactToken(settings.token))
+    handler = log_handler(settings, settings.log_format)  # text or JSON lines; ids and no secrets (bot/logs.py)
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     logging.getLogger("aiogram.event").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -66,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
     verify_lottery.add_parser(commands)
     spam_eval.add_parser(commands)
+    add_ops_parsers(commands)
     return parser
+
+
+def add_ops_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`qunbot backup` and `qunbot move-to-postgres` (bot/backup.py)."""
+    from bot import backup
+
+    backup.add_parsers(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings)
     command = args.command or ("run" if settings.bot_token else "demo")
+    if command in ("backup", "move-to-postgres"):  # need DATABASE_URL, not the token
+        from bot import backup
+
+        return backup.run_command(args, settings)
     try:
         if command == "demo":
             from bot.demo import run_demo

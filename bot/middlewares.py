@@ -10,7 +10,8 @@ run in this order for every update:
                    gettext bound to it for the handler.
 
 They are one middleware rather than four because aiogram wraps every registered middleware anew for each
-update; the steps stay separate methods.
+update; the steps stay separate methods. Around them all, `__call__` observes the update: it is counted in the
+process's metrics (bot/metrics.py) and its update and chat ids go on every log line meanwhile (bot/logs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import locale_for_language_code
+from bot.logs import current_chat_id, current_update_id
+from bot.metrics import update_kind
 from bot.runtime import Runtime
 from handlers.common import chat_seen, person_seen
 from handlers.roles import current_admins
@@ -36,6 +39,7 @@ log = logging.getLogger("qunbot.updates")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
+FAILED = "update_failed"  # set in an update's data when the error boundary handled it (for the metrics)
 SPARE_SESSIONS = 256  # untouched sessions kept for the next updates (about the number handled at once): Runtime
 
 
@@ -45,8 +49,25 @@ class UpdatePipeline(BaseMiddleware):
         # Updates arriving together are recorded together (models.groups.ArrivalDesk: one transaction a burst).
         self.desk = runtime.arrivals
         self.spare = runtime.spare_sessions
+        self.metrics = runtime.metrics
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        kind = update_kind(event)
+        started = self.metrics.update_started(kind)
+        chat: Chat | None = data.get("event_chat")
+        update_token = current_update_id.set(event.update_id if isinstance(event, Update) else None)
+        chat_token = current_chat_id.set(chat.id if chat is not None else None)
+        failed = True
+        try:
+            result = await self.handle(handler, event, data)
+            failed = data.get(FAILED, False)  # the error boundary answered it with an apology
+            return result
+        finally:
+            self.metrics.update_finished(kind, started, failed=failed)
+            current_chat_id.reset(chat_token)
+            current_update_id.reset(update_token)
+
+    async def handle(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         try:
             session = self.spare.pop() if self.spare else self.sessionmaker()
             data["session"] = session
@@ -112,6 +133,7 @@ class UpdatePipeline(BaseMiddleware):
         return locale_for_language_code(user.language_code if user else None, self.i18n.default_locale)
 
     async def apologize(self, event: TelegramObject, data: dict[str, Any]) -> None:
+        data[FAILED] = True
         if not isinstance(event, Update):
             return
         i18n = self.i18n

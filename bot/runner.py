@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -23,7 +24,10 @@ import handlers
 from bot.factory import create_bot, create_dispatcher, create_runtime
 from bot.i18n import CatalogI18n
 from bot.limits import TelegramLimits
+from bot.metrics import observe_process
+from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.web import create_web_app, serve_health
 from models.db import create_engine, create_sessionmaker
 from models.migrate import upgrade_to_head
 from scheduler.runner import create_scheduler
@@ -81,6 +85,7 @@ async def run(
         sessionmaker = create_sessionmaker(engine)
         runtime = create_runtime(settings, sessionmaker)
         bot = create_bot(settings, sessionmaker=sessionmaker, limits=limits)
+        observe_process(runtime.metrics, bot, engine)
         dp = create_dispatcher(runtime)
         me = await bot.get_me()
         log.info("running as @%s (id %s)", me.username, me.id)
@@ -89,10 +94,11 @@ async def run(
         if scheduler is not None:
             scheduler.start()
         try:
-            if settings.webhook_url:
-                await _serve_webhook(settings, bot, dp, stop)
-            else:
-                await _poll(bot, dp, stop, polling_timeout)
+            async with _health_server(runtime, bot):
+                if settings.webhook_url:
+                    await _serve_webhook(settings, bot, dp, stop)
+                else:
+                    await _poll(bot, dp, stop, polling_timeout)
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
@@ -134,7 +140,7 @@ async def _poll(bot: Bot, dp: Dispatcher, stop: asyncio.Event, poll_seconds: int
 async def _serve_webhook(settings: Settings, bot: Bot, dp: Dispatcher, stop: asyncio.Event) -> None:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     path = urlsplit(settings.webhook_url).path or "/webhook"
-    app = web.Application()
+    app = create_web_app(dp["runtime"], bot)  # /healthz, /readyz, /metrics beside the webhook (bot/web.py)
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
     setup_application(app, dp, bot=bot)
     runner = web.AppRunner(app)
@@ -166,16 +172,29 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
         sessionmaker = create_sessionmaker(engine)
         bot = create_bot(settings, sessionmaker=sessionmaker)
         runtime = create_runtime(settings, sessionmaker)
+        observe_process(runtime.metrics, bot, engine)
         scheduler = create_scheduler(bot, runtime)
         scheduler.start()
         log.info("scheduler running")
-        await stop.wait()
+        async with _health_server(runtime, bot):
+            await stop.wait()
         scheduler.shutdown(wait=False)
         await runtime.live_posts.close()
     finally:
         if bot is not None:
             await bot.session.close()
         await engine.dispose()
+
+
+@asynccontextmanager
+async def _health_server(runtime: Runtime, bot: Bot) -> AsyncIterator[None]:
+    """/healthz, /readyz and /metrics on WEB_LISTEN (none when it is empty or the webhook's own address)."""
+    web_runner = await serve_health(runtime, bot)
+    try:
+        yield
+    finally:
+        if web_runner is not None:
+            await web_runner.cleanup()
 
 
 async def migrate(settings: Settings) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import CatalogI18n
+from bot.metrics import Metrics
 from bot.settings import Settings
 from models.analytics import ActivityDesk
 from models.checkin import CheckinDesk
@@ -59,6 +60,9 @@ class Runtime:
 
     # -- live posts (boards, tallies, sales, the shop, pinned leaderboards): edited in place, coalesced -------
     live_posts: LivePosts  # handlers/live_posts.py; handlers also find it as `live_posts`
+
+    # Prometheus collectors on this process's own registry (bot/metrics.py), served at /metrics (bot/web.py).
+    metrics: Metrics = field(default_factory=Metrics)
 
     # Untouched database sessions kept for the next updates (bot/middlewares.py: most updates never use theirs).
     spare_sessions: list[AsyncSession] = field(default_factory=list)

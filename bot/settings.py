@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     activity_retention_days: int = Field(
         default=400, ge=0, description="Days of activity facts (statistics) kept; 0 keeps them forever"
     )
+    log_format: str = "text"  # text, or json: one JSON object a line (bot/logs.py)
+    web_listen: str = ""  # host:port for /healthz, /readyz, /metrics while polling (or in `qunbot scheduler`)
+    metrics: bool = True  # serve /metrics (Prometheus) on the web server
+    ready_inbox_max_age: float = Field(default=300.0, gt=0)  # /readyz fails when an update waits this long
 
     @field_validator("bot_token", "webhook_secret", mode="before")
     @classmethod
@@ -64,6 +68,19 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL, or empty")
         return value.rstrip("/")
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return value
+
+    @field_validator("web_listen")
+    @classmethod
+    def _optional_host_port(cls, value: str) -> str:
+        return cls._host_port(value) if value else value
 
     @field_validator("webhook_listen")
     @classmethod
@@ -122,6 +139,14 @@ class Settings(BaseSettings):
     @property
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.webhook_listen.rpartition(":")
+        return host, int(port)
+
+    @property
+    def web_host_port(self) -> tuple[str, int] | None:
+        """Where the web server listens without a webhook (WEB_LISTEN), or None: no web server then."""
+        if not self.web_listen:
+            return None
+        host, _, port = self.web_listen.rpartition(":")
         return host, int(port)
 
     def sqlite_path(self) -> Path | None:

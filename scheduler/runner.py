@@ -246,4 +246,5 @@ def create_scheduler(bot: Bot, runtime: Runtime) -> AsyncIOScheduler:
                                                                "misfire_grace_time": 60})
     for job, trigger in JOBS:
         scheduler.add_job(job, trigger, args=(context,), id=job.__name__, replace_existing=True)
+    runtime.metrics.watch_scheduler(scheduler)  # lag, missed runs and errors at /metrics
     return scheduler
