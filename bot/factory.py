@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -18,6 +19,7 @@ from bot.i18n import CatalogI18n, create_i18n
 from bot.limits import TelegramLimits
 from bot.middlewares import register_middlewares
 from bot.pipeline import install_pipeline
+from bot.retry import RetryPolicy
 from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.flashsale import SoldOutRounds
@@ -38,6 +40,8 @@ def create_bot(
     *,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     limits: TelegramLimits | None = None,
+    retry: RetryPolicy | None = None,
+    pacer: Any = None,
 ) -> Bot:
     """A Bot whose every outbound call passes the flow controller. With TELEGRAM_API_URL it talks to that
     Bot API server (a local telegram-bot-api, or qunbot's sandbox) instead of api.telegram.org."""
@@ -60,7 +64,9 @@ def create_bot(
             async with sessionmaker() as db:
                 await groups.migrate_group(db, old_chat_id, new_chat_id)
 
-    session.middleware(FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved))
+    session.middleware(
+        FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved, pacer=pacer, retry=retry)
+    )
     return Bot(
         settings.token,
         session=session,

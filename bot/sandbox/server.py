@@ -430,6 +430,12 @@ class PendingQuery:
 # ---------------------------------------------------------------------------------------------- server
 
 
+BAD_GATEWAY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+    "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
 class BotApiServer:
     def __init__(
         self,
@@ -455,6 +461,11 @@ class BotApiServer:
         self._webhook_task: asyncio.Task[None] | None = None
         self.webhook_backoff = (0.05, 1.0)
         self.on_update_hooks: list[Callable[[], None]] = []
+        # Faults for recovery tests (driver: Sandbox.fail_with_502 / hang / refuse_connections): "502" answers
+        # every Bot API call with nginx's HTML page; "hang" holds calls until `recovered` is set, then runs
+        # them (as a Telegram that was slow, not one that lost them).
+        self.fault: str | None = None
+        self.recovered = asyncio.Event()
         self.app = web.Application(client_max_size=60 * 1024 * 1024)
         self.app.router.add_route("*", "/bot{token}/{method}", self.handle)
         self.app.router.add_get("/file/bot{token}/{path:.*}", self.handle_file)
@@ -466,6 +477,9 @@ class BotApiServer:
     async def handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.world.token:
             return self._error_response(ApiError(401, "Unauthorized"))
+        if self.fault == "502":
+            self.world.stats.errors["502"] += 1
+            return web.Response(status=502, text=BAD_GATEWAY_PAGE, content_type="text/html")
         method_name = request.match_info["method"]
         canonical = {k.lower(): k for k in self.methods}.get(method_name.lower())
         if canonical is None:
@@ -474,6 +488,8 @@ class BotApiServer:
             params = await self._read_params(request)
         except ApiError as err:
             return self._error_response(err)
+        if self.fault == "hang":  # received, then held: the call is carried out when Telegram wakes
+            await self.recovered.wait()
         if canonical == "getUpdates":
             # long polling must not hold up anything else; it is not recorded as a bot "call" for quietness
             try:
