@@ -11,7 +11,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import handlers
 from bot.flow import FlowController
@@ -30,6 +30,7 @@ from handlers.points import ChatQuiet, TierAnnouncer
 from handlers.roles import AdminCache
 from models import groups
 from models.checkin import CheckinDesk
+from models.db import create_engine
 from models.points import ChatDesk
 
 log = logging.getLogger("qunbot")
@@ -64,6 +65,11 @@ def create_bot(
             async with sessionmaker() as db:
                 await groups.migrate_group(db, old_chat_id, new_chat_id)
 
+    if pacer is None and settings.redis_url:
+        from bot.shared_limits import SharedPacer, SharedRedis
+
+        shared = SharedRedis(settings.redis_url, settings.redis_prefix)
+        pacer = SharedPacer(shared, limits or TelegramLimits(), workers=settings.workers)
     session.middleware(
         FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved, pacer=pacer, retry=retry)
     )
@@ -74,14 +80,20 @@ def create_bot(
     )
 
 
-def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
-    """FSM storage and event isolation: in memory for one process, Redis (REDIS_URL) for several workers."""
-    if not settings.redis_url:
-        return MemoryStorage(), None
-    from aiogram.fsm.storage.redis import RedisStorage
+def create_engine_for(settings: Settings) -> AsyncEngine:
+    """The process's database engine, with the pool sizes of DB_POOL_SIZE and DB_MAX_OVERFLOW."""
+    return create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow)
 
-    storage = RedisStorage.from_url(settings.redis_url)
-    return storage, storage.create_isolation()
+
+def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
+    """FSM storage and event isolation: in memory, and none, even with several workers.
+
+    qunbot keeps no FSM state, and a per-chat lock across workers (aiogram's RedisEventIsolation) can fail after
+    the update was acknowledged (it raised MaxConnectionsError under load, and the update was lost). The
+    database is the judge of every once-only effect (unique keys, conditional updates), so two workers handling
+    one chat's updates at once stay correct without a lock."""
+    return MemoryStorage(), None
 
 
 def create_runtime(
@@ -89,6 +101,13 @@ def create_runtime(
 ) -> Runtime:
     """The process's Runtime: the one place its parts are built (and where shared parts would be chosen)."""
     i18n = i18n or create_i18n(settings.default_locale)
+    shared = None
+    moderation = ModerationState()
+    if settings.redis_url:  # several workers: the counters that must agree live in Redis
+        from bot.shared_limits import SharedPaces, SharedRedis
+
+        shared = SharedRedis(settings.redis_url, settings.redis_prefix)
+        moderation.shared = SharedPaces(shared)
     return Runtime(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -97,12 +116,13 @@ def create_runtime(
         checkins=CheckinDesk(sessionmaker),
         chat_points=ChatDesk(sessionmaker),
         admins=AdminCache(),
-        moderation=ModerationState(),
+        moderation=moderation,
         invites=InviteWatch(),
         tiers=TierAnnouncer(),
         chat_quiet=ChatQuiet(),
         sold_out=SoldOutRounds(),
         lobby=Lobby(sessionmaker, i18n),
+        shared=shared,
     )
 
 

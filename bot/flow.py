@@ -22,6 +22,7 @@ shared one from bot/shared_limits.py, which falls back to a `Pacer` while Redis 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import deque
@@ -179,7 +180,9 @@ class FlowController(BaseRequestMiddleware):
                     raise
                 self.retried_429 += 1
                 log.warning("429 on %s to %s: waiting %s s", name, chat_id, error.retry_after)
-                self.pacer.block(chat_id, error.retry_after)
+                blocked = self.pacer.block(chat_id, error.retry_after)
+                if inspect.isawaitable(blocked):  # the shared pacer tells every worker
+                    await blocked
                 if not counted:
                     await asyncio.sleep(error.retry_after)
             except TelegramMigrateToChat as error:

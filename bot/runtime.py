@@ -24,6 +24,7 @@ from models.groups import ArrivalDesk
 from models.points import ChatDesk
 
 if TYPE_CHECKING:  # the parts' classes live with the features that use them; the factory builds them
+    from bot.shared_limits import SharedRedis
     from handlers.flashsale import SoldOutRounds
     from handlers.invites import InviteWatch
     from handlers.moderation import ModerationState
@@ -56,6 +57,10 @@ class Runtime:
 
     # -- live posts (boards, tallies, sales, the shop): the one live-post editor belongs here ------------------
     # (it is being unified from votes/flashsale/lottery PostEditor, checkin.BoardEditor and the shop's edits)
+
+    # With REDIS_URL: the client every shared part uses (flood counters here; the bot's outbound limiter has its
+    # own, bot/factory.py create_bot), and the switch to per-process behaviour while Redis fails.
+    shared: SharedRedis | None = None
 
     # Untouched database sessions kept for the next updates (bot/middlewares.py: most updates never use theirs).
     spare_sessions: list[AsyncSession] = field(default_factory=list)

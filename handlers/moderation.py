@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -46,6 +46,9 @@ from models.db import utcnow
 from models.groups import Group, MemberSnapshot
 from models.moderation import ModerationRules, Step, format_duration, parse_duration
 from models.moderation_policy import CompiledRules, MessageFacts, Pace, Violation
+
+if TYPE_CHECKING:
+    from bot.shared_limits import SharedPaces
 
 log = logging.getLogger("qunbot.moderation")
 
@@ -128,6 +131,7 @@ class ModerationState:
     rules: dict[int, CompiledRules] = field(default_factory=dict)
     paces: OrderedDict[tuple[int, int], Pace] = field(default_factory=OrderedDict)
     notices: dict[int, deque[float]] = field(default_factory=dict)
+    shared: SharedPaces | None = None  # with several workers: flood and repeat counts in Redis
 
     def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
@@ -149,6 +153,15 @@ class ModerationState:
         else:
             self.paces.move_to_end(key)
         return pace.count(text, rules, now)
+
+    async def count_pace(self, chat_id: int, user_id: int, text: str | None, rules: ModerationRules,
+                         now: float) -> str | None:
+        """`pace`, counted with every worker's messages when the Runtime gave this state shared counters (Redis;
+        bot/shared_limits.py), else in this process."""
+        if self.shared is None:
+            return self.pace(chat_id, user_id, text, rules, now)
+        return await self.shared.count(chat_id, user_id, text, rules,
+                                       lambda: self.pace(chat_id, user_id, text, rules, now))
 
     def may_notify(self, chat_id: int, now: float) -> bool:
         sent = self.notices.setdefault(chat_id, deque(maxlen=NOTICES_PER_MINUTE))
@@ -392,7 +405,7 @@ async def check_message(
     pace = None
     sender_id = policy.paced_sender(facts)
     if sender_id is not None:
-        pace = state.pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
+        pace = await state.count_pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
     joined_at = member.joined_at if member is not None else None
     new_member = policy.is_new_member(joined_at, group.created_at, rules.newcomer_hours, utcnow())
     violation = policy.find_violation(facts, compiled, new_member=new_member, pace=pace)

@@ -92,8 +92,10 @@ def utcnow() -> datetime:
 BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg), configured for qunbot."""
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg), configured for qunbot. `pool_size` and
+    `max_overflow` are PostgreSQL's connections per process (settings DB_POOL_SIZE, DB_MAX_OVERFLOW): N processes
+    open at most N x (pool_size + max_overflow), which must stay under the server's max_connections."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -110,7 +112,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
                                      async_creator=partial(_open_sqlite, connector), **pool)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
 class LoopSQLite(AsyncAdapt_aiosqlite_connection):
