@@ -103,11 +103,13 @@ def create_runtime(
     i18n = i18n or create_i18n(settings.default_locale)
     shared = None
     moderation = ModerationState()
+    admins = AdminCache()
     if settings.redis_url:  # several workers: the counters that must agree live in Redis
-        from bot.shared_limits import SharedPaces, SharedRedis
+        from bot.shared_limits import SharedAdminCache, SharedPaces, SharedRedis
 
         shared = SharedRedis(settings.redis_url, settings.redis_prefix)
         moderation.shared = SharedPaces(shared)
+        admins = SharedAdminCache(shared)
     return Runtime(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -115,7 +117,7 @@ def create_runtime(
         arrivals=groups.ArrivalDesk(sessionmaker, settings.default_timezone),
         checkins=CheckinDesk(sessionmaker),
         chat_points=ChatDesk(sessionmaker),
-        admins=AdminCache(),
+        admins=admins,
         moderation=moderation,
         invites=InviteWatch(),
         tiers=TierAnnouncer(),

@@ -10,7 +10,9 @@ too, so a global 429 holds every worker and a chat's 429 every worker's sends to
 When Redis fails: each call falls back to this process's own `Pacer` (bot/flow.py) with the overall budget
 divided by the number of workers, a warning is logged once, and Redis is tried again after a few seconds. Nothing
 is dropped: a send waits for a slot either way, and a 429 from sharing too loosely is waited out by the flow
-controller. The same holds for the flood counters (`SharedPaces`): without Redis they count per process.
+controller. The same holds for the flood counters (`SharedPaces`): without Redis they count per process; and for
+the admin cache (`SharedAdminCache`): a change seen by one worker makes every worker ask Telegram again.
+Raid counters need nothing here: joins are counted in the database (models/newcomers.py), which all workers share.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 
 from bot.flow import JITTER, SAFETY, Pacer
 from bot.limits import TelegramLimits, is_group_chat
+from handlers.roles import ADMIN_TTL, AdminCache, ChatAdmins
 
 log = logging.getLogger("qunbot.shared")
 
@@ -267,3 +270,59 @@ class SharedPaces:
             return local()
 
         return await self.shared.call(shared, fallback)
+
+
+class SharedAdminCache(AdminCache):
+    """The admin cache of handlers/roles.py, kept per process but invalidated for every worker: a chat_member
+    update (a promotion, a demotion) seen by one worker bumps the chat's version in Redis, and every other worker
+    asks Telegram again at its next check instead of trusting its list until the TTL runs out. Without Redis it
+    is the per-process cache (TTL and the chat_member updates this process sees)."""
+
+    def __init__(self, shared: SharedRedis, ttl: float = ADMIN_TTL) -> None:
+        super().__init__(ttl)
+        self.shared = shared
+        self._versions: dict[int, int] = {}
+        self._bumps: set[asyncio.Future[None]] = set()
+
+    async def get(self, bot: Any, chat_id: int) -> ChatAdmins | None:
+        key = self.shared.key("admins", chat_id)
+
+        async def version() -> int | None:
+            return int(await self.shared.redis.get(key) or 0)
+
+        async def unknown() -> int | None:
+            return None
+
+        current = await self.shared.call(version, unknown)
+        if current is not None and self._versions.get(chat_id, 0) != current:
+            AdminCache.forget(self, chat_id)
+            self._versions[chat_id] = current
+        return await super().get(bot, chat_id)
+
+    def member_changed(self, chat_id: int, user_id: int, status: str) -> None:
+        super().member_changed(chat_id, user_id, status)
+        self._bump(chat_id)
+
+    def forget(self, chat_id: int) -> None:
+        super().forget(chat_id)
+        self._bump(chat_id)
+
+    def _bump(self, chat_id: int) -> None:
+        key = self.shared.key("admins", chat_id)
+
+        async def bump() -> None:
+            async def shared() -> None:
+                version = int(await self.shared.redis.incr(key))
+                await self.shared.redis.expire(key, 7 * 86400)
+                # This worker's own list already has the change; only a change from elsewhere should refetch.
+                if self._versions.get(chat_id, 0) == version - 1:
+                    self._versions[chat_id] = version
+
+            async def local() -> None:
+                return None
+
+            await self.shared.call(shared, local)
+
+        task = asyncio.ensure_future(bump())
+        self._bumps.add(task)
+        task.add_done_callback(self._bumps.discard)

@@ -280,3 +280,38 @@ async def board_of(sb: Sandbox, group: Any) -> Any:
                 return message
         await asyncio.sleep(0.1)
     raise AssertionError(f"no check-in board in {group.title}: {[m.text for m in sb.messages(group)]}")
+
+
+class FakeTelegram:
+    """getChatAdministrators from a list that a test changes (a demotion)."""
+
+    def __init__(self, admins: set[int]) -> None:
+        self.admins = admins
+        self.asked = 0
+
+    async def get_chat_administrators(self, chat_id: int) -> list[Any]:
+        from types import SimpleNamespace
+
+        self.asked += 1
+        return [SimpleNamespace(user=SimpleNamespace(id=uid), status="administrator") for uid in self.admins]
+
+
+@needs_redis
+async def test_a_demotion_seen_by_one_worker_reaches_the_others_before_their_cache_expires() -> None:
+    from bot.shared_limits import SharedAdminCache
+
+    key = prefix()
+    shared = [SharedRedis(REDIS_URL, key), SharedRedis(REDIS_URL, key)]
+    a, b = SharedAdminCache(shared[0]), SharedAdminCache(shared[1])
+    telegram = FakeTelegram({1, 2})
+    try:
+        assert 2 in (await a.get(telegram, -100)).admin_ids  # type: ignore[union-attr]
+        assert 2 in (await b.get(telegram, -100)).admin_ids  # type: ignore[union-attr]
+        telegram.admins.discard(2)
+        a.member_changed(-100, 2, "member")  # worker A handled the chat_member update
+        await asyncio.sleep(0.1)  # its note to the others reaches Redis
+        assert 2 not in (await a.get(telegram, -100)).admin_ids  # type: ignore[union-attr]
+        assert 2 not in (await b.get(telegram, -100)).admin_ids  # type: ignore[union-attr]  # B asked again
+    finally:
+        await shared[1].close()
+        await forget(shared[0])
