@@ -315,3 +315,29 @@ async def test_a_demotion_seen_by_one_worker_reaches_the_others_before_their_cac
     finally:
         await shared[1].close()
         await forget(shared[0])
+
+
+def test_several_workers_need_a_webhook_and_pool_sizes_are_settings() -> None:
+    from bot.factory import create_engine_for
+    from bot.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="WORKERS"):
+        load_settings(_env_file=None, workers=3)
+    settings = load_settings(_env_file=None, database_url="postgresql+asyncpg://u@127.0.0.1:1/x",
+                             db_pool_size=3, db_max_overflow=2)
+    engine = create_engine_for(settings)
+    assert (engine.pool.size(), engine.pool._max_overflow) == (3, 2)  # type: ignore[attr-defined]
+
+
+async def test_the_migration_lock_lets_processes_started_together_migrate_one_after_the_other() -> None:
+    if not POSTGRES_URL:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    from models.migrate import upgrade_to_head
+
+    async with empty_database() as url:
+        engines = [create_engine(url) for _ in range(4)]
+        try:
+            await asyncio.gather(*(upgrade_to_head(engine) for engine in engines))  # raced on alembic_version
+        finally:
+            for engine in engines:
+                await engine.dispose()
