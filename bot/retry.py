@@ -22,7 +22,8 @@ A failed call falls in one of three cases, by what the bot can know about whethe
 Bounds. Every attempt has a timeout (`attempt_timeout`), every call a total budget (`budget`). An answer to a
 press gets 10 s in all: Telegram refuses answers to presses older than about 15 s ("query is too old and
 response timeout expired", measured in the d-Rickyy-b gist "timeout of answerCallbackQuery" and telegraf#1839),
-and the press has already spent time in transit and in the handler. Everything else gets 30 s, which also bounds
+and the press has already spent time in transit and in the handler. A call that may carry a file (an export, a
+chart) gets 60 s an attempt and 120 s in all. Everything else gets 30 s, which also bounds
 how long one scheduled post can hold a scheduler tick (a minute). Backoff is exponential from 0.2 s up to 3 s with
 jitter (a random pause between a quarter of the step and the step), so several workers do not knock again in
 step.
@@ -40,6 +41,9 @@ from aiogram.exceptions import ClientDecodeError, TelegramNetworkError, Telegram
 # Methods that create something new each time they succeed: never repeated once they may have reached Telegram.
 CREATING_PREFIXES = ("send", "copyMessage", "forwardMessage", "createChatInviteLink", "createInvoiceLink")
 HARMLESS_SENDS = frozenset({"sendChatAction"})
+# Calls that may carry a file (an export, a chart): a slow uplink needs longer than a text message.
+UPLOADS = frozenset({"sendDocument", "sendPhoto", "sendMediaGroup", "sendVideo", "sendAudio", "sendAnimation",
+                     "sendVoice", "editMessageMedia"})
 
 
 def creates_something(method: str) -> bool:
@@ -89,13 +93,18 @@ class RetryPolicy:
     call_budget: float = 30.0  # any other call, in all
     answer_attempt: float = 4.0  # one attempt of answerCallbackQuery
     call_attempt: float = 10.0  # one attempt of any other call
+    upload_attempt: float = 60.0  # one attempt of a call that may carry a file (its budget: twice that)
     first_backoff: float = 0.2
     max_backoff: float = 3.0
 
     def budget(self, method: str) -> float:
+        if method in UPLOADS:
+            return max(self.call_budget, 2 * self.upload_attempt)
         return self.answer_budget if method == "answerCallbackQuery" else self.call_budget
 
     def attempt_timeout(self, method: str) -> float:
+        if method in UPLOADS:
+            return self.upload_attempt
         return self.answer_attempt if method == "answerCallbackQuery" else self.call_attempt
 
     def backoff(self, failures: int) -> float:
