@@ -165,13 +165,19 @@ class FlowController(BaseRequestMiddleware):
             return await make_request(bot, method)
         counted = name in COUNTED_METHODS
         moves = floods = failures = 0
-        deadline = time.monotonic() + self.retry.budget(name)
+        # The budget counts attempts, backoff and the slots waited for by retries: waiting for the first slot under
+        # the limits, or out a 429, is not Telegram failing (a busy group's post may wait minutes for its turn).
+        budget = self.retry.budget(name)
         uncertain = False  # an earlier attempt may have reached Telegram
         while True:
             chat_id = _chat_id(method)
             if counted:
+                queued = time.monotonic()
                 await self.pacer.acquire(chat_id)
-            timeout = max(0.05, min(self.retry.attempt_timeout(name), deadline - time.monotonic()))
+                if failures:  # once failing, waiting for the next slot counts too: the retries stay bounded
+                    budget -= time.monotonic() - queued
+            timeout = max(0.05, min(self.retry.attempt_timeout(name), budget))
+            attempt_started = time.monotonic()
             try:
                 return await asyncio.wait_for(make_request(bot, method), timeout)
             except TelegramRetryAfter as error:
@@ -206,12 +212,14 @@ class FlowController(BaseRequestMiddleware):
                 if verdict is None:
                     raise
                 failures += 1
+                budget -= time.monotonic() - attempt_started
                 uncertain = uncertain or verdict.maybe_delivered
                 if not verdict.retry:
                     log.warning("%s to %s: %s; not repeated (it may have been delivered)", name, chat_id, verdict)
                     raise DeliveryUnknown(method, f"{verdict}; it may have been delivered") from error
                 pause = self.retry.backoff(failures)
-                if time.monotonic() + pause >= deadline:
+                budget -= pause
+                if budget <= 0:
                     log.warning("%s to %s: %s; gave up after %s attempts", name, chat_id, verdict, failures)
                     raise TelegramUnavailable(method, f"{verdict} ({failures} attempts)") from error
                 self.retried_transient += 1
