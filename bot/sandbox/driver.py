@@ -149,7 +149,7 @@ class Sandbox:
         if self._runner is not None and self._runner.server is not None:
             for connection in list(self._runner.server.connections):  # kept-alive ones too
                 connection.force_close()
-            await asyncio.sleep(0.05)  # let the closes reach the clients (Telegram gone, not mid-request)
+            await asyncio.sleep(0.2)  # let the closes reach the clients (Telegram gone, not mid-request)
         self.server.fault = "refuse"
 
     async def recover(self) -> None:

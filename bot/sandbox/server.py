@@ -493,6 +493,7 @@ class BotApiServer:
         if request.match_info["token"] != self.world.token:
             return self._error_response(ApiError(401, "Unauthorized"))
         if self.fault == "502":
+            await request.read()  # a gateway reads the request, then answers (no reset mid-upload)
             self.world.stats.errors["502"] += 1
             return web.Response(status=502, text=BAD_GATEWAY_PAGE, content_type="text/html")
         method_name = request.match_info["method"]
