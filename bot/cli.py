@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Telegram bot for social e-commerce groups. Settings come from the environment or .env.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="migrate the database, then run the bot and the scheduler",
-                        description="Migrate to the newest schema, then serve updates (long polling, or a "
-                        "webhook when WEBHOOK_URL is set) and run the scheduler, until Ctrl-C or SIGTERM.")
+    run = commands.add_parser("run", help="migrate the database, then run the bot and the scheduler",
+                              description="Migrate to the newest schema, then serve updates (long polling, or a "
+                              "webhook when WEBHOOK_URL is set) and run the scheduler, until Ctrl-C or SIGTERM.")
+    add_worker_options(run)
     commands.add_parser("migrate", help="bring the database to the newest schema",
                         description="Apply every database migration not yet applied (DATABASE_URL).")
     commands.add_parser("scheduler", help="run the scheduler alone",
@@ -59,6 +60,31 @@ def add_ops_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser
     from bot import backup
 
     backup.add_parsers(commands)
+def add_worker_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="N webhook worker processes on one port (default: WORKERS, 1); needs WEBHOOK_URL, and "
+                     "PostgreSQL + REDIS_URL to share limits and counters")
+    run.add_argument("--no-scheduler", action="store_true",
+                     help="with --workers: do not start the scheduler (run `qunbot scheduler` elsewhere)")
+
+
+def workers_wanted(args: argparse.Namespace, settings: Settings) -> int:
+    return int(getattr(args, "workers", 0) or settings.workers)
+
+
+def run_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """`qunbot run --workers N`: the supervisor of bot/workers.py."""
+    from bot.workers import supervise
+
+    workers = workers_wanted(args, settings)
+    if not settings.webhook_url:
+        print("qunbot: --workers needs WEBHOOK_URL (the workers share one webhook port)", file=sys.stderr)
+        return 2
+    if settings.sqlite_path() is not None or not settings.redis_url:
+        logging.getLogger("qunbot").warning(
+            "several workers run best on PostgreSQL with REDIS_URL (shared limits and counters)")
+    settings = settings.model_copy(update={"workers": workers})
+    return supervise(settings, workers, with_scheduler=not args.no_scheduler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return 2
+        if command == "run" and workers_wanted(args, settings) > 1:
+            return run_workers(args, settings)
         if command == "run":
             from bot.runner import run
 

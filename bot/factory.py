@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -10,7 +11,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import handlers
 from bot.flow import FlowController
@@ -18,6 +19,7 @@ from bot.i18n import CatalogI18n, create_i18n
 from bot.limits import TelegramLimits
 from bot.middlewares import register_middlewares
 from bot.pipeline import install_pipeline
+from bot.retry import RetryPolicy
 from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.flashsale import SoldOutRounds
@@ -31,6 +33,7 @@ from handlers.roles import AdminCache
 from models import groups
 from models.analytics import ActivityDesk
 from models.checkin import CheckinDesk
+from models.db import create_engine
 from models.points import ChatDesk
 
 log = logging.getLogger("qunbot")
@@ -41,6 +44,8 @@ def create_bot(
     *,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     limits: TelegramLimits | None = None,
+    retry: RetryPolicy | None = None,
+    pacer: Any = None,
 ) -> Bot:
     """A Bot whose every outbound call passes the flow controller. With TELEGRAM_API_URL it talks to that
     Bot API server (a local telegram-bot-api, or qunbot's sandbox) instead of api.telegram.org."""
@@ -63,7 +68,14 @@ def create_bot(
             async with sessionmaker() as db:
                 await move_group(db, old_chat_id, new_chat_id)
 
-    session.middleware(FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved))
+    if pacer is None and settings.redis_url:
+        from bot.shared_limits import SharedPacer, SharedRedis
+
+        shared = SharedRedis(settings.redis_url, settings.redis_prefix)
+        pacer = SharedPacer(shared, limits or TelegramLimits(), workers=settings.workers)
+    session.middleware(
+        FlowController(limits, on_chat_gone=chat_gone, on_chat_moved=chat_moved, pacer=pacer, retry=retry)
+    )
     return Bot(
         settings.token,
         session=session,
@@ -71,14 +83,20 @@ def create_bot(
     )
 
 
-def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
-    """FSM storage and event isolation: in memory for one process, Redis (REDIS_URL) for several workers."""
-    if not settings.redis_url:
-        return MemoryStorage(), None
-    from aiogram.fsm.storage.redis import RedisStorage
+def create_engine_for(settings: Settings) -> AsyncEngine:
+    """The process's database engine, with the pool sizes of DB_POOL_SIZE and DB_MAX_OVERFLOW."""
+    return create_engine(settings.database_url, sqlite_driver=settings.sqlite_driver,
+                         pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
-    storage = RedisStorage.from_url(settings.redis_url)
-    return storage, storage.create_isolation()
+
+def create_storage(settings: Settings) -> tuple[BaseStorage, object | None]:
+    """FSM storage and event isolation: in memory, and none, even with several workers.
+
+    qunbot keeps no FSM state, and a per-chat lock across workers (aiogram's RedisEventIsolation) can fail after
+    the update was acknowledged (it raised MaxConnectionsError under load, and the update was lost). The
+    database is the judge of every once-only effect (unique keys, conditional updates), so two workers handling
+    one chat's updates at once stay correct without a lock."""
+    return MemoryStorage(), None
 
 
 def create_runtime(
@@ -86,6 +104,15 @@ def create_runtime(
 ) -> Runtime:
     """The process's Runtime: the one place its parts are built (and where shared parts would be chosen)."""
     i18n = i18n or create_i18n(settings.default_locale)
+    shared = None
+    moderation = ModerationState()
+    admins = AdminCache()
+    if settings.redis_url:  # several workers: the counters that must agree live in Redis
+        from bot.shared_limits import SharedAdminCache, SharedPaces, SharedRedis
+
+        shared = SharedRedis(settings.redis_url, settings.redis_prefix)
+        moderation.shared = SharedPaces(shared)
+        admins = SharedAdminCache(shared)
     return Runtime(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -94,14 +121,15 @@ def create_runtime(
         checkins=CheckinDesk(sessionmaker),
         chat_points=ChatDesk(sessionmaker),
         activity=ActivityDesk(sessionmaker, retention_days=settings.activity_retention_days),
-        admins=AdminCache(),
-        moderation=ModerationState(),
+        admins=admins,
+        moderation=moderation,
         invites=InviteWatch(),
         tiers=TierAnnouncer(),
         chat_quiet=ChatQuiet(),
         sold_out=SoldOutRounds(),
         lobby=Lobby(sessionmaker, i18n),
         live_posts=LivePosts(sessionmaker, i18n),
+        shared=shared,
     )
 
 

@@ -21,14 +21,14 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 
 import handlers
-from bot.factory import create_bot, create_dispatcher, create_runtime
+from bot.factory import create_bot, create_dispatcher, create_engine_for, create_runtime
 from bot.i18n import CatalogI18n
 from bot.limits import TelegramLimits
 from bot.metrics import observe_process
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.web import create_web_app, serve_health
-from models.db import create_engine, create_sessionmaker
+from models.db import create_sessionmaker
 from models.migrate import upgrade_to_head
 from scheduler.runner import create_scheduler
 
@@ -73,12 +73,17 @@ async def run(
     limits: TelegramLimits | None = None,
     with_scheduler: bool = True,
     polling_timeout: int = 10,
+    owner: bool = True,
+    reuse_port: bool = False,
 ) -> None:
-    """The whole bot in one process. Returns when `stop` is set (or on SIGINT / SIGTERM)."""
+    """The whole bot in one process. Returns when `stop` is set (or on SIGINT / SIGTERM).
+
+    A web worker of `qunbot run --workers N` (bot/workers.py) runs with owner=False (the supervisor sets the
+    webhook and the command menus, once), reuse_port=True (N workers listen on one port) and no scheduler."""
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-    engine = create_engine(settings.database_url, sqlite_driver=settings.sqlite_driver)
+    engine = create_engine_for(settings)
     bot: Bot | None = None
     try:
         await upgrade_to_head(engine)
@@ -89,14 +94,15 @@ async def run(
         dp = create_dispatcher(runtime)
         me = await bot.get_me()
         log.info("running as @%s (id %s)", me.username, me.id)
-        await set_commands(bot, runtime.i18n)
+        if owner:
+            await set_commands(bot, runtime.i18n)
         scheduler = create_scheduler(bot, runtime) if with_scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:
             async with _health_server(runtime, bot):
                 if settings.webhook_url:
-                    await _serve_webhook(settings, bot, dp, stop)
+                    await _serve_webhook(settings, bot, dp, stop, owner=owner, reuse_port=reuse_port)
                 else:
                     await _poll(bot, dp, stop, polling_timeout)
         finally:
@@ -137,27 +143,32 @@ async def _poll(bot: Bot, dp: Dispatcher, stop: asyncio.Event, poll_seconds: int
         raise polling.exception()  # type: ignore[misc]
 
 
-async def _serve_webhook(settings: Settings, bot: Bot, dp: Dispatcher, stop: asyncio.Event) -> None:
+async def _serve_webhook(
+    settings: Settings, bot: Bot, dp: Dispatcher, stop: asyncio.Event, *, owner: bool = True, reuse_port: bool = False
+) -> None:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     path = urlsplit(settings.webhook_url).path or "/webhook"
     app = create_web_app(dp["runtime"], bot)  # /healthz, /readyz, /metrics beside the webhook (bot/web.py)
     SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
     setup_application(app, dp, bot=bot)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)  # a line per update costs CPU and says nothing the logs don't
     await runner.setup()
     host, port = settings.listen_host_port
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     try:
-        await bot.set_webhook(
-            settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=dp.resolve_used_update_types(),
-        )
+        if owner:
+            await set_webhook(settings, bot, dp)
         log.info("webhook at %s, listening on %s:%s", settings.webhook_url, host, port)
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def set_webhook(settings: Settings, bot: Bot, dp: Dispatcher) -> None:
+    """Point Telegram at WEBHOOK_URL, asking for the update types the handlers use."""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=dp.resolve_used_update_types())
 
 
 async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -165,7 +176,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-    engine = create_engine(settings.database_url, sqlite_driver=settings.sqlite_driver)
+    engine = create_engine_for(settings)
     bot = None
     try:
         await upgrade_to_head(engine)
@@ -198,7 +209,7 @@ async def _health_server(runtime: Runtime, bot: Bot) -> AsyncIterator[None]:
 
 
 async def migrate(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine_for(settings)
     try:
         await upgrade_to_head(engine)
     finally:

@@ -26,6 +26,7 @@ from models.groups import ArrivalDesk
 from models.points import ChatDesk
 
 if TYPE_CHECKING:  # the parts' classes live with the features that use them; the factory builds them
+    from bot.shared_limits import SharedRedis
     from handlers.flashsale import SoldOutRounds
     from handlers.invites import InviteWatch
     from handlers.live_posts import LivePosts
@@ -63,6 +64,10 @@ class Runtime:
 
     # Prometheus collectors on this process's own registry (bot/metrics.py), served at /metrics (bot/web.py).
     metrics: Metrics = field(default_factory=Metrics)
+
+    # With REDIS_URL: the client every shared part uses (flood counters here; the bot's outbound limiter has its
+    # own, bot/factory.py create_bot), and the switch to per-process behaviour while Redis fails.
+    shared: SharedRedis | None = None
 
     # Untouched database sessions kept for the next updates (bot/middlewares.py: most updates never use theirs).
     spare_sessions: list[AsyncSession] = field(default_factory=list)

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0:8080"
     redis_url: str = ""
+    redis_prefix: str = "qunbot"  # every Redis key starts with it (several bots may share one Redis)
+    workers: int = Field(default=1, ge=1, le=64)  # webhook worker processes `qunbot run` starts (needs WEBHOOK_URL)
+    db_pool_size: int = Field(default=5, ge=1, le=1000)  # PostgreSQL connections a process keeps open
+    db_max_overflow: int = Field(default=5, ge=0, le=1000)  # and may open beyond them at a peak
     default_locale: str = "zh_Hans"
     default_timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
@@ -97,6 +101,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis:// or rediss://, or be empty")
         return value
 
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+            raise ValueError("1-64 characters of A-Z, a-z, 0-9, _ . : -")
+        return value
+
     @field_validator("default_locale")
     @classmethod
     def _known_locale(cls, value: str) -> str:
@@ -118,6 +129,12 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
+
+    @model_validator(mode="after")
+    def _workers_need_a_webhook(self) -> Settings:
+        if self.workers > 1 and not self.webhook_url:
+            raise ValueError("WORKERS above 1 needs WEBHOOK_URL (several workers share one webhook port)")
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

@@ -53,6 +53,9 @@ from models.spam_classifier import SpamModel
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
+if TYPE_CHECKING:
+    from bot.shared_limits import SharedPaces
+
 log = logging.getLogger("qunbot.moderation")
 
 router = Blueprint("moderation")
@@ -146,6 +149,7 @@ class ModerationState:
         model = SpamModel(*await spam_samples.samples_of(session, group_id))
         self.learned[group_id] = (now, model)
         return model
+    shared: SharedPaces | None = None  # with several workers: flood and repeat counts in Redis
 
     def compiled(self, group: Group) -> CompiledRules:
         """The group's rules, compiled again only when the group row changed (any process bumps updated_at)."""
@@ -167,6 +171,15 @@ class ModerationState:
         else:
             self.paces.move_to_end(key)
         return pace.count(text, rules, now)
+
+    async def count_pace(self, chat_id: int, user_id: int, text: str | None, rules: ModerationRules,
+                         now: float) -> str | None:
+        """`pace`, counted with every worker's messages when the Runtime gave this state shared counters (Redis;
+        bot/shared_limits.py), else in this process."""
+        if self.shared is None:
+            return self.pace(chat_id, user_id, text, rules, now)
+        return await self.shared.count(chat_id, user_id, text, rules,
+                                       lambda: self.pace(chat_id, user_id, text, rules, now))
 
     def may_notify(self, chat_id: int, now: float) -> bool:
         sent = self.notices.setdefault(chat_id, deque(maxlen=NOTICES_PER_MINUTE))
@@ -419,7 +432,7 @@ async def check_message(
     pace = None
     sender_id = policy.paced_sender(facts)
     if sender_id is not None:
-        pace = state.pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
+        pace = await state.count_pace(facts.chat_id, sender_id, facts.text, rules, time.monotonic())
     joined_at = member.joined_at if member is not None else None
     new_member = policy.is_new_member(joined_at, group.created_at, rules.newcomer_hours, utcnow())
     learned = await state.classifier(session, group.id, time.monotonic()) if new_member and facts.text else None

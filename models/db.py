@@ -101,12 +101,16 @@ SQLiteDriver = Literal["loop", "aiosqlite"]
 SQLITE_DRIVERS: tuple[SQLiteDriver, ...] = ("loop", "aiosqlite")
 
 
-def create_engine(url: str, *, echo: bool = False, sqlite_driver: SQLiteDriver = "loop") -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, sqlite_driver: SQLiteDriver = "loop", pool_size: int = 10,
+                  max_overflow: int = 20) -> AsyncEngine:
     """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg), configured for qunbot.
 
     `sqlite_driver` (the SQLITE_DRIVER setting): "loop" drives SQLite through LoopSQLite (each statement on the
     event loop's thread); "aiosqlite" through SQLAlchemy's stock aiosqlite adapter (each call on aiosqlite's
-    thread). On either, known-long work runs off the loop (see `off_loop` and `run_off_loop`)."""
+    thread). On either, known-long work runs off the loop (see `off_loop` and `run_off_loop`).
+    `pool_size` and `max_overflow` are PostgreSQL's connections per process (settings DB_POOL_SIZE,
+    DB_MAX_OVERFLOW): N processes open at most N x (pool_size + max_overflow), which must stay under the
+    server's max_connections."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if sqlite_driver not in SQLITE_DRIVERS:
@@ -126,7 +130,7 @@ def create_engine(url: str, *, echo: bool = False, sqlite_driver: SQLiteDriver =
                                      **pool)
         _configure_sqlite(engine, loop=sqlite_driver == "loop")
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
 ROWS_PER_SLICE = 1_000  # rows read (or values joined) between two chances for the loop's thread to run

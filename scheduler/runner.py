@@ -28,6 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.retry import DeliveryUnknown
 from handlers.checkin import post_board
 from handlers.live_posts import LivePosts
 from models import boards, groups, shop
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("qunbot.scheduler")
 
 POST_CONCURRENCY = 50  # posts in flight at once; the flow controller paces them under Telegram's limits
+# How long one tick waits for its posts (the cron fires every minute). Posts still in flight go on in the
+# background, already claimed, so a hanging Telegram makes them late, never doubled, and never skips a tick.
+TICK_BUDGET = 45.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class JobContext:
     bot: Bot
     runtime: Runtime
     posters: Mapping[str, Posting] = field(default_factory=lambda: POSTERS)
+    late_posts: set[asyncio.Future[bool]] = field(default_factory=set, compare=False)  # outlived their tick
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -117,6 +122,10 @@ async def post_slot(ctx: JobContext, slot: Slot) -> bool:
         try:
             with ctx.in_locale(slot.locale):
                 message_id = await posting.poster(ctx, session, slot)
+        except DeliveryUnknown as error:
+            # The send may have reached the group (Telegram hung): keep the claim, so it is not posted twice.
+            log.warning("%s for chat %s may not have been posted (kept as posted): %s", slot.kind, slot.chat_id, error)
+            return False
         except TelegramAPIError as error:
             # Telegram refused: give the slot back so a later tick inside the grace window may try again.
             await session.rollback()
@@ -134,10 +143,16 @@ async def post_slot(ctx: JobContext, slot: Slot) -> bool:
 
 
 async def run_schedules(
-    ctx: JobContext, now: datetime | None = None, *, kinds: set[str] | None = None, grace: timedelta = DEFAULT_GRACE
+    ctx: JobContext,
+    now: datetime | None = None,
+    *,
+    kinds: set[str] | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+    tick_budget: float = TICK_BUDGET,
 ) -> int:
-    """Post every due slot (of `kinds`, default every registered kind). Returns how many posts went out.
-    At most POST_CONCURRENCY posts are in flight; the flow controller paces them under Telegram's limits."""
+    """Post every due slot (of `kinds`, default every registered kind). Returns how many posts went out within
+    `tick_budget` seconds (the rest finish in the background). At most POST_CONCURRENCY posts are in flight; the
+    flow controller paces them under Telegram's limits."""
     now = now or utcnow()
     wanted = set(ctx.posters) if kinds is None else set(kinds) & set(ctx.posters)
     if not wanted:
@@ -151,7 +166,20 @@ async def run_schedules(
         async with gate:
             return await post_slot(ctx, slot)
 
-    posted = sum(await asyncio.gather(*(post(slot) for slot in slots)))
+    tasks = {asyncio.ensure_future(post(slot)) for slot in slots}
+    if not tasks:
+        return 0
+    done, late = await asyncio.wait(tasks, timeout=tick_budget)
+    for task in late:  # kept referenced until they finish
+        ctx.late_posts.add(task)
+        task.add_done_callback(ctx.late_posts.discard)
+    if late:
+        log.warning("%s scheduled posts still in flight after %.0f s; they go on in the background", len(late),
+                    tick_budget)
+    posted = sum(task.result() for task in done if not task.cancelled() and task.exception() is None)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a scheduled post failed", exc_info=task.exception())
     if posted:
         log.info("posted %s scheduled posts", posted)
     return posted

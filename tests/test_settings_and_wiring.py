@@ -125,18 +125,16 @@ async def test_admin_check_uses_telegram_now(world) -> None:  # type: ignore[no-
     assert "Only group admins" in texts(await world.send(group, mod, "/timezone Asia/Tokyo"))[0]
 
 
-async def test_redis_url_gives_shared_storage_and_event_isolation(sessionmaker) -> None:  # type: ignore[no-untyped-def]
-    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
-
+async def test_redis_url_adds_no_per_chat_lock_that_could_fail_after_the_update_was_acknowledged(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    """With several workers the database is the judge of once-only effects; aiogram's Redis per-chat lock raised
+    MaxConnectionsError after the webhook's 200, losing the update, so there is none."""
     from bot.factory import create_dispatcher, create_runtime
 
     settings = load_settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")
     dp = create_dispatcher(create_runtime(settings, sessionmaker))
     try:
-        assert isinstance(dp.storage, RedisStorage)
-        assert isinstance(dp.fsm.events_isolation, RedisEventIsolation)
-        assert dp.fsm in list(dp.update.outer_middleware)  # isolation runs for every update
-        assert await dp.storage.redis.ping()
+        assert dp.fsm.events_isolation is None or type(dp.fsm.events_isolation).__name__ != "RedisEventIsolation"
+        assert dp.fsm not in list(dp.update.outer_middleware)
     finally:
         await dp.storage.close()
 

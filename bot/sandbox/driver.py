@@ -92,6 +92,7 @@ class Sandbox:
         self.server = BotApiServer(self.world, self.limits, private_burst=private_burst, group_burst=group_burst)
         self._add_routes(self.server.app)
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self.base_url = ""
         self.host = ""
         self.port = 0
@@ -117,7 +118,7 @@ class Sandbox:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        self._runner = runner
+        self._runner, self._site = runner, site
         sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
         self.host = host
         self.port = sockets[0].getsockname()[1] if sockets else port
@@ -129,6 +130,35 @@ class Sandbox:
         await self.server.close()
         if runner is not None:
             await runner.cleanup()
+
+    # ------------------------------------------------------------------ faults (recovery tests)
+    def fail_with_502(self) -> None:
+        """Every Bot API call gets nginx's HTML "502 Bad Gateway" until `recover()`."""
+        self.server.fault = "502"
+
+    def hang(self) -> None:
+        """Bot API calls are held without an answer until `recover()`, then carried out (late, not lost)."""
+        self.server.recovered.clear()
+        self.server.fault = "hang"
+
+    async def refuse_connections(self) -> None:
+        """Stop listening: connections are refused until `recover()` listens again on the same port."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._runner is not None and self._runner.server is not None:
+            for connection in list(self._runner.server.connections):  # kept-alive ones too
+                connection.force_close()
+            await asyncio.sleep(0.2)  # let the closes reach the clients (Telegram gone, not mid-request)
+        self.server.fault = "refuse"
+
+    async def recover(self) -> None:
+        """End any fault: answer normally again (held calls go through now)."""
+        fault, self.server.fault = self.server.fault, None
+        self.server.recovered.set()
+        if fault == "refuse" and self._runner is not None and self._site is None:
+            self._site = web.TCPSite(self._runner, self.host, self.port)
+            await self._site.start()
 
     async def __aenter__(self) -> Sandbox:
         return await self.start()

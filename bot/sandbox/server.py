@@ -430,6 +430,26 @@ class PendingQuery:
 # ---------------------------------------------------------------------------------------------- server
 
 
+def _update_queue(update: dict[str, Any]) -> object:
+    """The chat an update belongs to (its delivery queue), else its sender."""
+    for key, value in update.items():
+        if key == "update_id" or not isinstance(value, dict):
+            continue
+        chat = value.get("chat") or (value.get("message") or {}).get("chat")
+        if isinstance(chat, dict) and "id" in chat:
+            return chat["id"]
+        sender = value.get("from") or value.get("user")
+        if isinstance(sender, dict) and "id" in sender:
+            return ("user", sender["id"])
+    return ("update", update.get("update_id"))
+
+
+BAD_GATEWAY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+    "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
 class BotApiServer:
     def __init__(
         self,
@@ -454,7 +474,13 @@ class BotApiServer:
         self.webhook_last_error_message: str | None = None
         self._webhook_task: asyncio.Task[None] | None = None
         self.webhook_backoff = (0.05, 1.0)
+        self._webhook_failures = 0  # deliveries failed in a row (the backoff grows with them)
         self.on_update_hooks: list[Callable[[], None]] = []
+        # Faults for recovery tests (driver: Sandbox.fail_with_502 / hang / refuse_connections): "502" answers
+        # every Bot API call with nginx's HTML page; "hang" holds calls until `recovered` is set, then runs
+        # them (as a Telegram that was slow, not one that lost them).
+        self.fault: str | None = None
+        self.recovered = asyncio.Event()
         self.app = web.Application(client_max_size=60 * 1024 * 1024)
         self.app.router.add_route("*", "/bot{token}/{method}", self.handle)
         self.app.router.add_get("/file/bot{token}/{path:.*}", self.handle_file)
@@ -466,6 +492,10 @@ class BotApiServer:
     async def handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.world.token:
             return self._error_response(ApiError(401, "Unauthorized"))
+        if self.fault == "502":
+            await request.read()  # a gateway reads the request, then answers (no reset mid-upload)
+            self.world.stats.errors["502"] += 1
+            return web.Response(status=502, text=BAD_GATEWAY_PAGE, content_type="text/html")
         method_name = request.match_info["method"]
         canonical = {k.lower(): k for k in self.methods}.get(method_name.lower())
         if canonical is None:
@@ -474,6 +504,8 @@ class BotApiServer:
             params = await self._read_params(request)
         except ApiError as err:
             return self._error_response(err)
+        if self.fault == "hang":  # received, then held: the call is carried out when Telegram wakes
+            await self.recovered.wait()
         if canonical == "getUpdates":
             # long polling must not hold up anything else; it is not recorded as a bot "call" for quietness
             try:
@@ -835,40 +867,62 @@ class BotApiServer:
                 await task
 
     async def _webhook_loop(self, url: str) -> None:
+        """Deliver queued updates to the webhook as Telegram's Bot API server does: over up to max_connections
+        parallel connections, oldest first, with at most one update of a chat in flight (a chat's updates arrive
+        in order); a failed delivery stays queued and is tried again after a backoff."""
         world = self.world
-        first_backoff, max_backoff = self.webhook_backoff
-        backoff = first_backoff
-        async with aiohttp.ClientSession() as http:
-            while self.webhook_url == url and not self.closing:
-                if not world.updates:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(world.new_update.wait(), 0.5)
-                    continue
-                update = world.updates[0]
-                headers = {}
-                if self.webhook_secret:
-                    headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
-                try:
-                    async with http.post(
-                        url, json=update, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
-                    ) as resp:
-                        body = await resp.read()
-                        if 200 <= resp.status < 300:
-                            if world.updates and world.updates[0] is update:
-                                world.updates.pop(0)
-                            world.mark_delivered([update])
-                            self.notify_update()
-                            backoff = first_backoff
-                            self._webhook_reply(body)
+        in_flight: dict[int, asyncio.Task[None]] = {}
+        busy: set[object] = set()  # chats with an update in flight
+        # A connection per update: several workers sharing one port (SO_REUSEPORT) then share the updates, as they
+        # share Telegram's parallel webhook connections (one kept-alive connection would feed one worker only).
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            try:
+                while self.webhook_url == url and not self.closing:
+                    for update in list(world.updates):
+                        if len(in_flight) >= max(1, self.webhook_max_connections):
+                            break
+                        queue = _update_queue(update)
+                        if update["update_id"] in in_flight or queue in busy:
                             continue
-                        error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    error = f"Connection error: {exc.__class__.__name__}: {exc}"
-                self.webhook_last_error_date = now()
-                self.webhook_last_error_message = error
-                world.stats.webhook_failures += 1
-                await asyncio.sleep(backoff)
-                backoff = min(max_backoff, backoff * 2)
+                        busy.add(queue)
+                        task = asyncio.create_task(self._deliver(http, url, update))
+                        in_flight[update["update_id"]] = task
+                        task.add_done_callback(
+                            lambda _t, uid=update["update_id"], q=queue: (in_flight.pop(uid, None), busy.discard(q))
+                        )
+                    waiter = asyncio.ensure_future(world.new_update.wait())
+                    await asyncio.wait({waiter, *in_flight.values()}, timeout=0.5,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+            finally:
+                for task in list(in_flight.values()):
+                    task.cancel()
+
+    async def _deliver(self, http: aiohttp.ClientSession, url: str, update: dict[str, Any]) -> None:
+        world = self.world
+        headers = {}
+        if self.webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
+        try:
+            async with http.post(url, json=update, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                body = await resp.read()
+                if 200 <= resp.status < 300:
+                    with contextlib.suppress(ValueError):
+                        world.updates.remove(update)
+                    world.mark_delivered([update])
+                    self.notify_update()
+                    self._webhook_failures = 0
+                    self._webhook_reply(body)
+                    return
+                error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"Connection error: {exc.__class__.__name__}: {exc}"
+        self.webhook_last_error_date = now()
+        self.webhook_last_error_message = error
+        world.stats.webhook_failures += 1
+        first_backoff, max_backoff = self.webhook_backoff
+        self._webhook_failures += 1
+        await asyncio.sleep(min(max_backoff, first_backoff * 2 ** (self._webhook_failures - 1)))
 
     def _webhook_reply(self, body: bytes) -> None:
         """A webhook answer may carry one method call (`{"method": ..., ...}`), which Telegram executes."""
