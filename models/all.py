@@ -6,6 +6,7 @@ from models import (
     flashsale,
     groupbuy,
     groups,
+    inbox,
     invites,
     lottery,
     moderation,
@@ -23,4 +24,4 @@ MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, v
 
 __all__ = ["MODULES", "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
-           "flashsale"]
+           "flashsale", "inbox"]
