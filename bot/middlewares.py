@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -75,6 +76,9 @@ class UpdatePipeline(BaseMiddleware):
                     self.spare.append(session)
         except Exception as error:
             update_id = event.update_id if isinstance(event, Update) else None
+            if _press_expired(error):  # answered already (a replay) or too late: what it did stands
+                log.info("update %s: its press can no longer be answered (%s)", update_id, error.message)
+                return None
             if "inbox_final" in data and (not data["inbox_final"] or is_unavailable(error)):
                 raise  # the inbox tries it again (bot/inbox.py); the person hears nothing yet
             log.exception("update %s failed", update_id)
@@ -133,6 +137,10 @@ class UpdatePipeline(BaseMiddleware):
                 await event.message.reply(text)
         except Exception:  # the apology itself must never raise
             log.warning("could not deliver the apology for update %s", event.update_id)
+
+
+def _press_expired(error: Exception) -> bool:
+    return isinstance(error, TelegramBadRequest) and "query is too old" in error.message
 
 
 def _is_routine(event: TelegramObject) -> bool:
