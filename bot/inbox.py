@@ -1,15 +1,17 @@
-"""The process side of the inbox (models/inbox.py): receive, store, then confirm; handle per chat in order; mark
-done; replay what a crash left; set poison aside; stop cleanly.
+"""The process side of the inbox (models/inbox.py): receive, store, then confirm; handle in order per chat and person;
+mark done; replay what a crash left; set poison aside; stop cleanly.
 
 - Polling (`poll`): our own getUpdates loop. A batch is stored before the next getUpdates' offset confirms it.
 - Webhook (`webhook_handler`): the update is stored before the 2xx.
-- `accept` hands stored updates to one worker task per chat, so a chat's updates are handled in the order they
-  arrived while chats run side by side. At most `max_in_flight` updates are held in memory: past that, `accept`
-  waits (polling fetches no more, the webhook answers later), which is Telegram's cue to slow down.
+- `accept` hands stored updates to one worker task per lane (models.inbox.lane_of: a chat and the person in it),
+  so one person's updates in a chat are handled in the order they arrived, while chats, and different people in
+  one chat, run side by side (a group's burst of presses still reaches the batching desks together).
+- At most `max_in_flight` updates are held in memory: past that, `accept` waits (polling fetches no more, the
+  webhook answers later), which is Telegram's cue to slow down.
 - A handler's failure: the database unreachable (`is_unavailable`) is retried with backoff for as long as it
   lasts and counts no attempt; any other error is retried up to `max_attempts` in all (a crash of the process
   counts too: every replay counts one), then the update is set aside with a log line and counted
-  (models.inbox.stats), and its chat goes on.
+  (models.inbox.stats), and its lane goes on.
 - `stop` (SIGTERM): take no more, let what is in flight finish (at most `drain_s`), mark it done; what did not
   finish stays pending for the next start.
 """
@@ -79,8 +81,8 @@ class Inbox:
         self.owner = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.room = asyncio.Semaphore(max_in_flight)
         self.max_in_flight = max_in_flight
-        self.chats: dict[int, deque[_Item]] = {}
-        self.workers: dict[int, asyncio.Task[None]] = {}
+        self.lanes: dict[tuple[int, int], deque[_Item]] = {}
+        self.workers: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.held: set[int] = set()  # update ids in memory (queued or running)
         self.done: list[int] = []
         self.done_ready = asyncio.Event()
@@ -110,22 +112,22 @@ class Inbox:
             raise
         for r in received:
             if r.update_id in new and r.update_id not in self.held:
-                self._enqueue(r.chat_id, _Item(r.update_id, r.payload, 0, replay=False))
+                self._enqueue(store.lane_of(r.payload), _Item(r.update_id, r.payload, 0, replay=False))
             else:
                 self.room.release()  # a redelivered copy: its first copy is, or was, handled
 
-    def _enqueue(self, chat_id: int, item: _Item) -> None:
+    def _enqueue(self, lane: tuple[int, int], item: _Item) -> None:
         self.held.add(item.update_id)
-        self.chats.setdefault(chat_id, deque()).append(item)
-        if chat_id not in self.workers:
-            self.workers[chat_id] = asyncio.create_task(self._serve_chat(chat_id))
+        self.lanes.setdefault(lane, deque()).append(item)
+        if lane not in self.workers:
+            self.workers[lane] = asyncio.create_task(self._serve_lane(lane))
         if self.flusher is None:
             self.flusher = asyncio.create_task(self._flush_done())
 
     # -- handling --------------------------------------------------------------------------------------------
 
-    async def _serve_chat(self, chat_id: int) -> None:
-        queue = self.chats[chat_id]
+    async def _serve_lane(self, lane: tuple[int, int]) -> None:
+        queue = self.lanes[lane]
         try:
             while queue:
                 item = queue[0]
@@ -139,10 +141,10 @@ class Inbox:
                 self.held.discard(item.update_id)
                 self.room.release()
         finally:
-            if self.workers.get(chat_id) is asyncio.current_task():
-                del self.workers[chat_id]
+            if self.workers.get(lane) is asyncio.current_task():
+                del self.workers[lane]
                 if not queue:
-                    self.chats.pop(chat_id, None)
+                    self.lanes.pop(lane, None)
 
     async def _handle(self, item: _Item) -> bool:
         """Handle one update until it is done or set aside (True), or the process stops (False)."""
@@ -244,7 +246,7 @@ class Inbox:
                 break
             for p in pending:
                 await self.room.acquire()
-                self._enqueue(p.chat_id, _Item(p.update_id, p.payload, p.attempts, replay=True))
+                self._enqueue(store.lane_of(p.payload), _Item(p.update_id, p.payload, p.attempts, replay=True))
             taken += len(pending)
         if taken:
             log.info("replaying %s updates left pending", taken)
@@ -291,7 +293,7 @@ class Inbox:
             for task in running:
                 task.cancel()
             if running:
-                log.warning("stopping: %s chats' updates left for the next start", len(running))
+                log.warning("stopping: %s lanes' updates left for the next start", len(running))
                 await asyncio.wait(running, timeout=5)
         if self.flusher is not None:
             self.closing = True

@@ -82,6 +82,18 @@ def chat_of(payload: dict[str, Any]) -> int:
     return 0
 
 
+def lane_of(payload: dict[str, Any]) -> tuple[int, int]:
+    """The lane an update is handled in, in arrival order: its chat and the person behind it (0: none). One
+    person's updates in a chat are handled one after another; different people's run side by side, so a group's
+    burst of presses still reaches the batching desks together (models/batching.py)."""
+    for value in payload.values():
+        if isinstance(value, dict):
+            sender = value.get("from") or value.get("user")
+            if isinstance(sender, dict) and "id" in sender:
+                return chat_of(payload), int(sender["id"])
+    return chat_of(payload), 0
+
+
 async def store(session: AsyncSession, bot_id: int, received: Sequence[Received], *, owner: str) -> set[int]:
     """Store these updates as pending, owned by `owner`; returns the update ids that were new (a redelivered
     update already stored is skipped: its first copy is, or was, handled)."""

@@ -81,7 +81,7 @@ async def test_a_redelivered_update_is_stored_once_and_handled_once(sessionmaker
     assert all(r.payload is None for r in stored.values())  # no message text kept once handled
 
 
-async def test_a_chats_updates_are_handled_in_order_while_chats_run_side_by_side(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_a_persons_updates_in_a_chat_are_handled_in_order_while_chats_run_side_by_side(sessionmaker) -> None:  # type: ignore[no-untyped-def]
     recorder = Recorder()
     recorder.fail = {2: [RuntimeError("flaky")]}  # the chat's second update needs a retry
     inbox, _ = make_inbox(sessionmaker, recorder)
@@ -200,10 +200,11 @@ async def test_handled_and_set_aside_rows_are_pruned_and_stats_count_what_waits(
     assert left == [2, 4]
 
 
-def test_an_update_orders_by_its_chat() -> None:
+def test_an_update_is_ordered_by_its_chat_and_the_person_in_it() -> None:
     assert store.chat_of(message(1, -100)) == -100
+    assert store.lane_of(message(1, -100)) == (-100, 7)
     press = {"update_id": 2, "callback_query": {"id": "1", "from": {"id": 9}, "chat_instance": "x",
                                                   "message": {"chat": {"id": -5}}}}
-    assert store.chat_of(press) == -5
+    assert store.chat_of(press) == -5 and store.lane_of(press) == (-5, 9)
     inline = {"update_id": 3, "inline_query": {"id": "1", "from": {"id": 9}, "query": "", "offset": ""}}
     assert store.chat_of(inline) == 9
