@@ -37,6 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import inbox as store
+from models.batching import Coalescer, in_transaction
 
 log = logging.getLogger("qunbot.inbox")
 
@@ -71,14 +72,18 @@ class Inbox:
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], dp: Dispatcher, bot: Bot, *,
         max_in_flight: int = 2000, max_attempts: int = 5, lease_s: float = 60.0, sweep_s: float = 15.0,
-        drain_s: float = 10.0, prune_every_s: float = 600.0, retry_s: float = 0.25,
+        drain_s: float = 10.0, prune_every_s: float = 600.0, retry_s: float = 0.25, mark_every_s: float = 0.05,
         feed: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.sessionmaker, self.dp, self.bot = sessionmaker, dp, bot
         self.max_attempts, self.lease, self.sweep_s = max_attempts, timedelta(seconds=lease_s), sweep_s
         self.drain_s, self.prune_every_s, self.retry_s = drain_s, prune_every_s, retry_s
+        self.mark_every_s = mark_every_s
         self.feed = feed or dp.feed_update
         self.owner = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.storer: Coalescer[int, store.Received, bool] = Coalescer(
+            self._store_batch, opener=in_transaction(sessionmaker)
+        )
         self.room = asyncio.Semaphore(max_in_flight)
         self.max_in_flight = max_in_flight
         self.lanes: dict[tuple[int, int], deque[_Item]] = {}
@@ -104,17 +109,29 @@ class Inbox:
             await self.room.acquire()
         received = [store.Received(int(p["update_id"]), store.chat_of(p), p) for p in payloads]
         try:
-            async with self.sessionmaker() as session:
-                new = await store.store(session, self.bot.id, received, owner=self.owner)
+            # Stored by group commit: concurrent webhook requests share one transaction (models/batching.py).
+            outcomes = await asyncio.gather(*(self.storer.submit(self.bot.id, r) for r in received),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
             for _ in payloads:
                 self.room.release()
             raise
-        for r in received:
-            if r.update_id in new and r.update_id not in self.held:
+        for r, new in zip(received, outcomes, strict=True):
+            if new and r.update_id not in self.held:
                 self._enqueue(store.lane_of(r.payload), _Item(r.update_id, r.payload, 0, replay=False))
             else:
                 self.room.release()  # a redelivered copy: its first copy is, or was, handled
+
+    async def _store_batch(self, bot_id: int, received: list[store.Received], session: AsyncSession) -> list[bool]:
+        new = await store.store(session, bot_id, received, owner=self.owner)
+        outcomes = []
+        for r in received:  # the same update twice in one batch: the first copy is the one handled
+            outcomes.append(r.update_id in new)
+            new.discard(r.update_id)
+        return outcomes
 
     def _enqueue(self, lane: tuple[int, int], item: _Item) -> None:
         self.held.add(item.update_id)
@@ -209,6 +226,8 @@ class Inbox:
         failures = 0
         while True:
             await self.done_ready.wait()
+            if not self.closing:  # gather a batch: a transaction a mark would take turns with the handlers' own
+                await asyncio.sleep(self.mark_every_s)
             self.done_ready.clear()
             batch, self.done = self.done, []
             if batch:
@@ -329,7 +348,7 @@ class Inbox:
                 failures = 0
             if not updates:
                 continue
-            payloads = [u.model_dump(mode="json", exclude_none=True) for u in updates]
+            payloads = [u.model_dump(mode="json", by_alias=True, exclude_none=True) for u in updates]
             stored = False
             waited = 0
             while not stored and not self.stopping.is_set():
