@@ -122,18 +122,15 @@ class Qunbot:
 
     async def start(self, *, ready: bool = True) -> None:
         self.runs += 1
-        polls = self.sb.world.stats.calls["getUpdates"]
+        mark = self.sb.mark()
         out = self.log_path.open("wb")  # noqa: ASYNC230 - a local file, opened once
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", env=self.env, cwd=self.tmp_path, stdout=out, stderr=out,
         )
         out.close()
-        if ready:  # polling: it has called getUpdates
-            for _ in range(1200):
-                if self.sb.world.stats.calls["getUpdates"] > polls:
-                    return
-                await asyncio.sleep(0.05)
-            raise TimeoutError("qunbot did not start polling")
+        if ready:  # deleteWebhook comes right before the replay and the first getUpdates
+            await self.sb.wait_for("deleteWebhook", timeout=90, since=mark)
+            await asyncio.sleep(0.3)
 
     async def kill(self) -> None:
         assert self.process is not None
