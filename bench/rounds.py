@@ -21,6 +21,34 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
+# BENCH_INBOX=1: qunbot's updates go through the durable inbox as the webhook's do (bot/inbox.py): stored by
+# group commit, handled in their lane, marked done; bare aiogram is fed directly as before.
+THROUGH_INBOX = os.environ.get("BENCH_INBOX", "") not in ("", "0")
+
+
+class ThroughInbox:
+    """`feed_update` as the webhook path does it: `Inbox.accept`, then wait until the update was handled."""
+
+    def __init__(self, dp: Dispatcher, bot: Bot) -> None:
+        from bot.inbox import Inbox
+
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+
+        async def feed(bot: Bot, update: Update, **kwargs: object) -> object:
+            try:
+                return await dp.feed_update(bot, update, **kwargs)
+            finally:
+                future = self.waiting.pop(update.update_id, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+        self.inbox = Inbox(dp.workflow_data["sessionmaker"], dp, bot, feed=feed)
+
+    async def feed_update(self, bot: Bot, update: Update) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[update.update_id] = future
+        await self.inbox.accept([update.model_dump(mode="json", by_alias=True, exclude_none=True)])
+        await future
 
 
 async def feed_all(dp: Dispatcher, bot: Bot, updates: Sequence[Update]) -> float:
@@ -57,6 +85,8 @@ async def paired_rounds(
     rounds: int = 20,
 ) -> Paired:
     """Feed `our_updates` through `ours` and as many of `bare_updates` through `bare`, in `rounds` paired rounds."""
+    if THROUGH_INBOX:
+        ours = ThroughInbox(ours, bot)  # type: ignore[assignment]
     count = len(our_updates)
     assert len(bare_updates) >= count, "bare aiogram gets as many updates as qunbot"
     size = -(-count // rounds)

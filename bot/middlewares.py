@@ -1,7 +1,9 @@
 """The update pipeline: one outer middleware (`UpdatePipeline`, registered by `register_middlewares`) whose steps
 run in this order for every update:
 
-1. error boundary - one bad update never stops the bot; the person gets a short localized apology.
+1. error boundary - one bad update never stops the bot; the person gets a short localized apology. Fed by the
+                   inbox (bot/inbox.py), a failure is re-raised for the inbox to retry, and the apology is
+                   given only on the last attempt (never while the database is merely unavailable).
 2. session       - one AsyncSession per update, handed to handlers as `session` (closed if it was used; an
                    untouched one serves a later update).
 3. arrival       - one transaction: a redelivered update (same update_id) stops here with no second effect;
@@ -21,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Chat, TelegramObject, Update, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import locale_for_language_code
+from bot.inbox import is_unavailable
 from bot.logs import current_chat_id, current_update_id
 from bot.metrics import update_kind
 from bot.runtime import Runtime
@@ -92,10 +96,17 @@ class UpdatePipeline(BaseMiddleware):
                     await session.close()
                 elif len(self.spare) < SPARE_SESSIONS:
                     self.spare.append(session)
-        except Exception:
+        except Exception as error:
             update_id = event.update_id if isinstance(event, Update) else None
+            if _press_expired(error):  # answered already (a replay) or too late: what it did stands
+                log.info("update %s: its press can no longer be answered (%s)", update_id, error.message)
+                return None
+            if "inbox_final" in data and (not data["inbox_final"] or is_unavailable(error)):
+                raise  # the inbox tries it again (bot/inbox.py); the person hears nothing yet
             log.exception("update %s failed", update_id)
             await self.apologize(event, data)
+            if "inbox_final" in data:
+                raise  # the inbox sets it aside
             return None
 
     async def arrive(self, event: TelegramObject, data: dict[str, Any]) -> bool:
@@ -109,7 +120,9 @@ class UpdatePipeline(BaseMiddleware):
         if user is not None and not user.is_bot and user.id != 777000:  # 777000: Telegram's service account
             person = person_seen(user)
         arrived = await self.desk.arrive(data["bot"].id, groups.Arriving(
-            update_id=event.update_id if isinstance(event, Update) else None,
+            # A replay from the inbox (bot/inbox.py) was claimed by its first try, which did not finish: the
+            # inbox, not the claim, keeps it single, and its effects are keyed.
+            update_id=event.update_id if isinstance(event, Update) and not data.get("inbox_replay") else None,
             chat=chat_seen(chat) if in_group and chat is not None else None,
             person=person,
             private=chat is not None and chat.type == "private",
@@ -147,6 +160,10 @@ class UpdatePipeline(BaseMiddleware):
                 await event.message.reply(text)
         except Exception:  # the apology itself must never raise
             log.warning("could not deliver the apology for update %s", event.update_id)
+
+
+def _press_expired(error: Exception) -> bool:
+    return isinstance(error, TelegramBadRequest) and "query is too old" in error.message
 
 
 def _is_routine(event: TelegramObject) -> bool:

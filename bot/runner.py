@@ -17,18 +17,20 @@ from aiogram.types import (
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
 )
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
 import handlers
 from bot.factory import create_bot, create_dispatcher, create_engine_for, create_runtime
 from bot.i18n import CatalogI18n
+from bot.inbox import EXIT_CONFLICT, Inbox, PollingConflict, webhook_handler
 from bot.limits import TelegramLimits
-from bot.metrics import observe_process
+from bot.metrics import inbox_hook, observe_process
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.startup import EXIT_CANNOT_START, CannotStart, prepare_database, reach_telegram
 from bot.web import create_web_app, serve_health
 from models.db import create_sessionmaker
+from models.inbox import stats as inbox_stats
 from models.migrate import upgrade_to_head
 from scheduler.runner import create_scheduler
 
@@ -86,26 +88,34 @@ async def run(
     engine = create_engine_for(settings)
     bot: Bot | None = None
     try:
-        await upgrade_to_head(engine)
+        if not await prepare_database(engine, stop, upgrade_to_head):
+            return
         sessionmaker = create_sessionmaker(engine)
         runtime = create_runtime(settings, sessionmaker)
         bot = create_bot(settings, sessionmaker=sessionmaker, limits=limits)
         observe_process(runtime.metrics, bot, engine)
         dp = create_dispatcher(runtime)
-        me = await bot.get_me()
+        me = await reach_telegram(bot, stop, settings.telegram_api_url or "api.telegram.org")
+        if me is None:
+            return
         log.info("running as @%s (id %s)", me.username, me.id)
         if owner:
             await set_commands(bot, runtime.i18n)
+        inbox = Inbox(sessionmaker, dp, bot)
+        runtime.metrics.inbox_stats = inbox_hook(sessionmaker, inbox_stats, bot.id)
         scheduler = create_scheduler(bot, runtime) if with_scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:
             async with _health_server(runtime, bot):
                 if settings.webhook_url:
-                    await _serve_webhook(settings, bot, dp, stop, owner=owner, reuse_port=reuse_port)
+                    await inbox.replay(everything=False)
+                    inbox.start_sweeper()
+                    await _serve_webhook(settings, bot, dp, stop, inbox, owner=owner, reuse_port=reuse_port)
                 else:
-                    await _poll(bot, dp, stop, polling_timeout)
+                    await _poll(bot, dp, stop, polling_timeout, inbox)
         finally:
+            await inbox.stop()  # in-flight handlers finish before the HTTP session closes
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             try:
@@ -113,6 +123,13 @@ async def run(
             except Exception:
                 log.exception("activity facts: the last flush failed")
             await runtime.live_posts.close()  # what members changed last is shown before the bot goes
+    except CannotStart as error:
+        log.error("cannot start: %s", error)
+        raise SystemExit(EXIT_CANNOT_START) from None
+    except PollingConflict:
+        log.error("another program is polling with this bot token (Telegram: 409 Conflict); only one may. "
+                  "Stop the other one (or remove its webhook), then start again")
+        raise SystemExit(EXIT_CONFLICT) from None
     finally:
         if bot is not None:
             await bot.session.close()
@@ -120,37 +137,33 @@ async def run(
         log.info("stopped")
 
 
-async def _poll(bot: Bot, dp: Dispatcher, stop: asyncio.Event, poll_seconds: int) -> None:
+async def _poll(bot: Bot, dp: Dispatcher, stop: asyncio.Event, poll_seconds: int, inbox: Inbox) -> None:
+    """Long polling through the inbox (bot/inbox.py): a batch is stored before it is confirmed. Polling allows
+    one process per token, so everything left pending is this process's to replay."""
     await bot.delete_webhook(drop_pending_updates=False)
-    polling = asyncio.create_task(
-        dp.start_polling(
-            bot,
-            handle_signals=False,
-            close_bot_session=False,
-            polling_timeout=poll_seconds,
-            allowed_updates=dp.resolve_used_update_types(),
-        )
-    )
+    await inbox.replay(everything=True)
+    inbox.start_sweeper()
+    polling = asyncio.create_task(inbox.poll(dp.resolve_used_update_types(), poll_seconds=poll_seconds))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    inbox.stopping.set()
     if not polling.done():
-        with suppress(RuntimeError):
-            await dp.stop_polling()
+        polling.cancel()  # an unfinished getUpdates confirmed nothing: Telegram sends its updates again
         with suppress(asyncio.CancelledError):
-            await asyncio.wait_for(polling, timeout=poll_seconds + 5)
+            await polling
     stopping.cancel()
     if polling.done() and not polling.cancelled() and polling.exception() is not None:
         raise polling.exception()  # type: ignore[misc]
 
 
 async def _serve_webhook(
-    settings: Settings, bot: Bot, dp: Dispatcher, stop: asyncio.Event, *, owner: bool = True, reuse_port: bool = False
+    settings: Settings, bot: Bot, dp: Dispatcher, stop: asyncio.Event, inbox: Inbox, *, owner: bool = True,
+    reuse_port: bool = False,
 ) -> None:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     path = urlsplit(settings.webhook_url).path or "/webhook"
     app = create_web_app(dp["runtime"], bot)  # /healthz, /readyz, /metrics beside the webhook (bot/web.py)
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
-    setup_application(app, dp, bot=bot)
+    app.router.add_post(path, webhook_handler(inbox, secret))  # stored in the inbox before the 200
     runner = web.AppRunner(app, access_log=None)  # a line per update costs CPU and says nothing the logs don't
     await runner.setup()
     host, port = settings.listen_host_port

@@ -7,6 +7,7 @@ from models import (
     flashsale,
     groupbuy,
     groups,
+    inbox,
     invites,
     lottery,
     moderation,
@@ -28,4 +29,4 @@ MODULES = [groups, points, checkin, shop, invites, lottery, moderation, roles, v
 __all__ = ["MODULES", "analytics",
            "invites", "boards", "checkin", "groups", "points", "shop", "lottery", "moderation", "roles",
            "schedules", "topics", "votes", "groupbuy", "newcomers",
-           "flashsale", "stats", "spam_samples"]
+           "flashsale", "stats", "spam_samples", "inbox"]

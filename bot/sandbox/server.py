@@ -45,7 +45,8 @@ Looked up (search over the Bot API docs, aiogram/teloxide/PTB sources and GitHub
   update is created (Telegram: changing the list does not affect updates already created).
   chat_member updates additionally require the bot to be an administrator of the chat.
 * getUpdates: offset confirms (drops) every update with a smaller id; a negative offset keeps only the
-  last -offset updates; limit is clamped to 1..100; long polling returns as soon as something is queued.
+  last -offset updates; limit is clamped to 1..100; long polling returns as soon as something is queued; a
+  getUpdates while another is still waiting ends the waiting one with 409 Conflict (two bot instances).
 * Privacy mode (core.telegram.org/bots/features#privacy-mode): a non-admin bot with privacy mode on gets,
   in groups, only: commands addressed to it (`/cmd@thisbot`) and commands without a bot name (Telegram
   delivers those to the bot that last posted in the group — the sandbox has exactly one bot, so it always
@@ -466,6 +467,8 @@ class BotApiServer:
         self.last_call_at = 0.0
         self.queries: dict[str, PendingQuery] = {}
         self.closing = False
+        self.polls = 0  # getUpdates calls so far; a newer one ends an older one still waiting (409)
+        self.polls_waiting = 0
         # webhook
         self.webhook_url = ""
         self.webhook_secret: str | None = None
@@ -798,6 +801,12 @@ class BotApiServer:
             world.allowed_updates = list(allowed) or None
         if offset is not None and offset != 0:
             world.confirm(offset)
+        # A second poller on the same token ends the one already waiting with 409, as Telegram does.
+        self.polls += 1
+        poll = self.polls
+        if self.polls_waiting:
+            event, world.new_update = world.new_update, asyncio.Event()
+            event.set()
         self.notify_update()
         deadline = time.monotonic() + timeout
         while not world.updates and not self.closing:
@@ -805,8 +814,18 @@ class BotApiServer:
             if remaining <= 0:
                 break
             event = world.new_update  # replaced (unset) after every enqueue, so never stale-set
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+            self.polls_waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+            finally:
+                self.polls_waiting -= 1
+            if self.polls != poll:
+                raise ApiError(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+                    "is running",
+                )
         batch = world.updates[:limit]
         world.mark_delivered(batch)
         world.stats.calls["getUpdates"] += 1
