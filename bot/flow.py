@@ -223,7 +223,7 @@ class FlowController(BaseRequestMiddleware):
                     log.warning("%s to %s: %s; gave up after %s attempts", name, chat_id, verdict, failures)
                     raise TelegramUnavailable(method, f"{verdict} ({failures} attempts)") from error
                 self.retried_transient += 1
-                log.warning("%s to %s: %s; retrying in %.2f s", name, chat_id, verdict, pause)
+                log.debug("%s to %s: %s; retrying in %.2f s", name, chat_id, verdict, pause)
                 await asyncio.sleep(pause)
 
 

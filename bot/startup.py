@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import TypeVar
 
 from aiogram import Bot
@@ -45,19 +46,43 @@ def _fatal_database_reason(error: BaseException) -> str | None:
     return None
 
 
+SLOW_ATTEMPT = 2.0  # seconds before an attempt still waiting is reported as unreachable
+
+
 async def _with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,
                         fatal: Callable[[BaseException], str | None], max_delay: float = 30.0) -> T | None:
     """`attempt()` until it succeeds (its result), `stop` is set (None) or `fatal` names the error (CannotStart)."""
     failures = 0
+    said = False
     while True:
+        # The attempt races `stop`; an attempt that is itself retried for a while (the flow controller retries
+        # refused connections for up to its budget) is reported once after SLOW_ATTEMPT seconds.
+        task = asyncio.ensure_future(attempt())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            result = await attempt()
+            done, _pending = await asyncio.wait({task, stopping}, timeout=SLOW_ATTEMPT,
+                                                return_when=asyncio.FIRST_COMPLETED)
+            if not done and not said:
+                said = True
+                log.error("%s is unreachable (no answer yet); retrying with backoff", what)
+            if not done:
+                done, _pending = await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                task.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+                return None
+        finally:
+            stopping.cancel()
+        try:
+            result = task.result()
         except Exception as error:
             reason = fatal(error)
             if reason:
                 raise CannotStart(reason) from error
             failures += 1
-            if failures == 1:
+            if not said:
+                said = True
                 log.error("%s is unreachable (%s: %s); retrying with backoff", what, type(error).__name__,
                           str(error).splitlines()[0][:200] if str(error) else "")
             try:
@@ -65,7 +90,7 @@ async def _with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: as
                 return None
             except TimeoutError:
                 continue
-        if failures:
+        if said:
             log.info("%s is reachable again", what)
         return result
 
