@@ -23,6 +23,8 @@ from re import _constants as _sre_const  # type: ignore[attr-defined]
 from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Literal
 
+from models.script import simplified
+
 FindingKind = Literal["link", "invite", "channel", "wechat", "qq", "phone", "banned"]
 
 MAX_SCAN_CHARS = 20_000  # Telegram messages are at most 4096 characters and captions 1024: more is never real
@@ -656,10 +658,18 @@ class BannedMatcher:
 
     def find_normalized(self, normalized: str) -> Finding | None:
         """find on `normalized` text (scan normalizes once for every detector)."""
+        if self.entries:
+            normalized = _one_script(normalized)
         for entry in self.entries:
             if entry.matches(normalized):
                 return Finding("banned", entry.entry)
         return None
+
+
+def _one_script(text: str) -> str:
+    """Banned words match across scripts: entries and text alike are compared with Traditional characters written
+    in Simplified (models.script), so 代购 catches 代購 and 代購 catches 代购."""
+    return simplified(text)
 
 
 def compile_banned(entries: Iterable[str]) -> BannedMatcher:
@@ -675,13 +685,13 @@ def compile_banned(entries: Iterable[str]) -> BannedMatcher:
             continue
         if entry[:3].lower() == "re:":
             try:
-                compiled.append(_BannedEntry(entry, regex=_compile_regex_entry(entry[3:])))
+                compiled.append(_BannedEntry(entry, regex=_compile_regex_entry(_one_script(entry[3:]))))
             except _TooCostly as exc:
                 errors.append(f"{entry[:60]}: refused: {exc}")
             except (re.error, RecursionError, OverflowError, ValueError, TypeError) as exc:
                 errors.append(f"{entry[:60]}: invalid regex: {exc}")
             continue
-        text = normalize(entry)
+        text = _one_script(normalize(entry))
         if not text.strip("*?"):
             errors.append(f"{entry[:60]}: matches everything")
         elif "*" in text or "?" in text:
