@@ -344,10 +344,10 @@ def parse_end(raw: str, zone: str, now: datetime) -> datetime:
 
 
 def parse_tier(raw: str, rules: points.PointsRules) -> str:
-    value = raw.strip().lower()
+    value = fold(raw)
     for tier in rules.tiers:
         names = {tier.key, tier.name or "", points.DEFAULT_TIER_NAMES.get(tier.key, ""), tier_label(rules, tier.key)}
-        if value in {name.lower() for name in names if name}:
+        if value in {fold(name) for name in names if name}:
             return tier.key
     raise UsageError(_("“{raw}” is not a tier of this group. Tiers: {tiers}.").format(
         raw=esc(raw.strip()[:32]), tiers=", ".join(tier.key for tier in rules.tiers)))

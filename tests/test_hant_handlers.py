@@ -134,3 +134,11 @@ async def test_lang_takes_the_language_names_in_either_script(world) -> None:  #
     assert await room.said(room.owner, "/lang 簡體中文") == "本群语言已设为简体中文。"
     assert await room.said(room.owner, "/lang 繁體中文") == "本群語言已設為繁體中文。"
     assert "<code>showcase_hashtag</code> = #曬單" in await room.said(room.owner, "/settings")
+
+
+async def test_tier_names_in_either_script(world) -> None:  # type: ignore[no-untyped-def]
+    room = await Room(world).start()
+    post = await room.said(room.owner, "/lottery new 面膜 tier=鑽石")
+    assert post.startswith("🎁 <b>抽獎 #1</b>：面膜") and "鑽石" in post
+    post = await room.said(room.owner, "/lottery new 口紅 tier=钻石")
+    assert post.startswith("🎁 <b>抽獎 #2</b>：口紅")

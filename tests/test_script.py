@@ -105,3 +105,11 @@ async def test_a_traditional_deployment_registers_the_traditional_menu_under_zh(
     simplified_bot = Recorder()
     await set_commands(simplified_bot, create_i18n("zh_Hans"))  # type: ignore[arg-type]
     assert "签到" in {c.command: c.description for c in simplified_bot.menus["all_group_chats", "zh"]}["checkin"]
+
+
+def test_only_a_text_short_enough_to_be_a_keyword_is_folded() -> None:
+    from handlers.switchboard import KEYWORD_TEXT_MAX, keyword_form
+
+    assert keyword_form(" 積分 ") == "积分"
+    long = "積分" + " " * KEYWORD_TEXT_MAX
+    assert keyword_form(long) == long  # no keyword is that long: compared as it is, by filter and index alike
