@@ -36,9 +36,17 @@ from scheduler.runner import create_scheduler
 
 log = logging.getLogger("qunbot")
 
-# Telegram's setMyCommands takes a two-letter language code, so zh_Hant cannot get a menu of its own; the
-# "zh" menu is Simplified, and every language without its own menu gets DEFAULT_LOCALE's.
+# Telegram's setMyCommands takes a two-letter ISO 639-1 language code, so zh_Hans and zh_Hant cannot each get a
+# menu: the one "zh" menu is in the script of the deployment's audience (DEFAULT_LOCALE when it is Chinese: a
+# Taiwan or Hong Kong deployment sets DEFAULT_LOCALE=zh_Hant and every Chinese reader sees 繁體; else 简体), and
+# every language without its own menu gets DEFAULT_LOCALE's.
 MENU_LANGUAGES = {"zh": "zh_Hans", "en": "en"}
+
+
+def menu_languages(default_locale: str) -> dict[str, str]:
+    """Each two-letter menu language and the locale its menu is written in."""
+    chinese = default_locale if default_locale.startswith("zh") else MENU_LANGUAGES["zh"]
+    return {**MENU_LANGUAGES, "zh": chinese}
 
 
 async def set_commands(bot: Bot, i18n: CatalogI18n) -> None:
@@ -49,7 +57,8 @@ async def set_commands(bot: Bot, i18n: CatalogI18n) -> None:
         (BotCommandScopeAllGroupChats(), ("member",)),
         (BotCommandScopeAllChatAdministrators(), ("member", "admin")),
     ]
-    languages: list[tuple[str | None, str]] = [(None, i18n.default_locale), *MENU_LANGUAGES.items()]
+    languages: list[tuple[str | None, str]] = [(None, i18n.default_locale),
+                                               *menu_languages(i18n.default_locale).items()]
     for scope, audiences in scopes:
         for language_code, locale in languages:
             with i18n.context(), i18n.use_locale(locale):

@@ -11,6 +11,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc
+from handlers.kit import fold
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import groups
@@ -31,7 +32,7 @@ LANGUAGE_ALIASES = {
     "zh_hans": "zh_Hans", "zh-hans": "zh_Hans", "zh": "zh_Hans", "zh-cn": "zh_Hans", "cn": "zh_Hans",
     "简体": "zh_Hans", "简体中文": "zh_Hans",
     "zh_hant": "zh_Hant", "zh-hant": "zh_Hant", "zh-tw": "zh_Hant", "zh-hk": "zh_Hant", "tw": "zh_Hant",
-    "繁體": "zh_Hant", "繁体": "zh_Hant", "繁體中文": "zh_Hant",
+    "繁體": "zh_Hant", "繁体": "zh_Hant", "繁體中文": "zh_Hant", "繁体中文": "zh_Hant",
     "en": "en", "english": "en",
 }
 
@@ -42,7 +43,7 @@ async def set_language(
 ) -> None:
     if not await require_admin(bot, message):
         return
-    choice = LANGUAGE_ALIASES.get((command.args or "").strip().lower())
+    choice = LANGUAGE_ALIASES.get(fold(command.args or ""))  # 簡體 is 简体, 繁體中文 is 繁体中文
     if choice is None or choice not in LOCALES:
         current = LANGUAGE_NAMES.get(group.locale or "", _("each member's own language"))
         await message.reply(

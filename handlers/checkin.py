@@ -26,6 +26,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc, tier_label
+from handlers.kit import fold
 from handlers.live_posts import BUSY, Busy, LivePost, LivePosts, PostKind, Shown
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
@@ -158,28 +159,29 @@ def is_checkin_keyword(message: Message, group: Group | None = None) -> bool:
     """A message that is exactly one of the group's check-in keywords (default 签到, 打卡, "check in")."""
     if group is None or not message.text or len(message.text) > 20:
         return False
-    return message.text.strip().casefold() in _folded(boards.board_settings(group).keywords)
+    return fold(message.text) in _folded(boards.board_settings(group).keywords)
 
 
 @functools.lru_cache(maxsize=1024)
 def _folded(keywords: tuple[str, ...]) -> frozenset[str]:
-    """A group's check-in keywords as compared (every group message meets this filter)."""
-    return frozenset(keyword.casefold() for keyword in keywords)
+    """A group's check-in keywords as compared, in both scripts (every group message meets this filter)."""
+    return frozenset(fold(keyword) for keyword in keywords)
 
 
 @router.message(Command("checkin"))
 async def checkin_command(message: Message, command: CommandObject, bot: Bot, session: AsyncSession,
                           group: Group, runtime: Runtime) -> None:
     args = (command.args or "").split()
+    sub = fold(args[0]) if args else ""
     if not args:
         await do_checkin(message, bot, session, group, runtime)
-    elif args[0] in ("info", "calendar", "日历"):
+    elif sub in ("info", "calendar", "日历"):
         await show_calendar(message, session, group)
-    elif args[0] in ("makeup", "补签"):
+    elif sub in ("makeup", "补签"):
         await make_up(message, session, group)
-    elif args[0] == "board":
+    elif sub == "board":
         await configure_board(message, bot, session, group, args[1:])
-    elif args[0] == "keywords":
+    elif sub == "keywords":
         await configure_keywords(message, bot, session, group, " ".join(args[1:]))
     else:
         await message.reply(usage())
@@ -289,11 +291,11 @@ async def configure_board(message: Message, bot: Bot, session: AsyncSession, gro
     if len(args) != 1:
         await message.reply(usage())
         return
-    if args[0].lower() == "off":
+    if fold(args[0]) in ("off", "关", "关闭"):
         await schedules.disable_schedule(session, group.id, BOARD_KIND)
         await message.reply(_("The daily check-in board is off. Members can still check in with 签到."))
         return
-    when = boards.parse_hh_mm(args[0])
+    when = boards.parse_hh_mm(fold(args[0]))
     if when is None:
         await message.reply(_("“{value}” is not a time. Use HH:MM, e.g. /checkin board 08:00").format(
             value=esc(args[0][:16])))

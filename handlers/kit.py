@@ -10,15 +10,17 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
 from pydantic import Field
 
 from handlers.common import esc
 from models.clock import parse_duration
+from models.script import fold
 
 __all__ = [
     "ALERT_MAX", "CAPTION_MAX", "Count", "DATE", "DATE_TIME", "DURATION_FORMS", "HOUR_MINUTE", "INT32_MAX",
-    "INT64_MAX", "MONTH_DAY_TIME", "NO", "NO_VALUE", "RowId", "TelegramId", "UsageError", "YES", "clip",
-    "has_control", "local_time", "money", "parse_duration", "parse_row_id", "parse_whole", "split_parts",
+    "INT64_MAX", "MONTH_DAY_TIME", "NO", "NO_VALUE", "RowId", "TelegramId", "UsageError", "Words", "YES", "clip",
+    "fold", "has_control", "local_time", "money", "parse_duration", "parse_row_id", "parse_whole", "split_parts",
     "whole_number",
 ]
 
@@ -26,10 +28,24 @@ INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int: costs, stock, limits
 INT64_MAX = 2**63 - 1  # a BigInteger column (Telegram ids, row ids); SQLite's integers overflow past it too
 ALERT_MAX = 200  # answerCallbackQuery text limit (Bot API: 0-200 characters)
 CAPTION_MAX = 1024  # a photo's or document's caption limit (sendPhoto, sendDocument)
-YES = frozenset({"1", "yes", "y", "true", "on", "是"})
-NO = frozenset({"0", "no", "n", "false", "off", "否"})
-NO_VALUE = frozenset({"-", "", "none", "no", "all", "无", "不限"})  # "no limit", "everyone", "no picture"
-DURATION_FORMS = "30s, 5m, 1h30m, 12h, 2d, 1w, 30秒, 5分钟, 3小时, 2天, 1周, 半小时"  # shown in usage lines
+
+
+class Words(frozenset[str]):
+    """Words a person types, written here in Simplified lower case and compared folded (models.script.fold):
+    `raw in YES` holds for "是", " Yes", "ＯＮ"; `raw in NO_VALUE` for "無" as for "无". Unions stay Words."""
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and frozenset.__contains__(self, fold(item))
+
+    def __or__(self, other: frozenset[str]) -> Words:  # type: ignore[override]
+        return Words(frozenset.__or__(self, other))
+
+
+YES = Words({"1", "yes", "y", "true", "on", "是"})
+NO = Words({"0", "no", "n", "false", "off", "否"})
+NO_VALUE = Words({"-", "", "none", "no", "all", "无", "不限"})  # "no limit", "everyone", "no picture"
+# Shown in usage lines, in the reader's script (the grammar takes both: models.clock.parse_duration).
+DURATION_FORMS = __("30s, 5m, 1h30m, 12h, 2d, 1w, 30秒, 5分钟, 3小时, 2天, 1周, 半小时")
 
 # Numbers in callback data, bounded like the columns they are looked up in: a forged or stale button whose data
 # does not fit fails to unpack (and is answered by handlers/unhandled.py) instead of reaching the database.

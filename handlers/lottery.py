@@ -37,6 +37,7 @@ from handlers.kit import (
     YES,
     RowId,
     UsageError,
+    fold,
     local_time,
     parse_duration,
     parse_row_id,
@@ -343,10 +344,10 @@ def parse_end(raw: str, zone: str, now: datetime) -> datetime:
 
 
 def parse_tier(raw: str, rules: points.PointsRules) -> str:
-    value = raw.strip().lower()
+    value = fold(raw)
     for tier in rules.tiers:
         names = {tier.key, tier.name or "", points.DEFAULT_TIER_NAMES.get(tier.key, ""), tier_label(rules, tier.key)}
-        if value in {name.lower() for name in names if name}:
+        if value in {fold(name) for name in names if name}:
             return tier.key
     raise UsageError(_("“{raw}” is not a tier of this group. Tiers: {tiers}.").format(
         raw=esc(raw.strip()[:32]), tiers=", ".join(tier.key for tier in rules.tiers)))
@@ -598,9 +599,9 @@ async def keyword_entry(message: Message, bot: Bot, session: AsyncSession, group
     replies, showcase, chat points)."""
     assert group.id is not None and message.reply_to_message is not None and message.from_user is not None
     lot = await lottery.lottery_by_post(session, group.id, message.reply_to_message.message_id)
-    text = (message.text or "").casefold()
+    text = fold(message.text or "")
     if lot is not None and lot.id is not None and lot.entry_mode == "keyword" and lot.keyword \
-            and lot.keyword.casefold() in text:
+            and fold(lot.keyword) in text:
         answer, ok = await enter(bot, session, lot.id, message.from_user.id, live_posts, i18n)
         if not ok and await groups.can_write_privately(session, message.from_user.id):
             try:

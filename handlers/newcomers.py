@@ -50,7 +50,16 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.common import ADMIN_STATUSES, CommandInfo, esc, person_seen
-from handlers.kit import DURATION_FORMS, HOUR_MINUTE, Count, RowId, local_time, parse_duration, whole_number
+from handlers.kit import (
+    DURATION_FORMS,
+    HOUR_MINUTE,
+    Count,
+    RowId,
+    fold,
+    local_time,
+    parse_duration,
+    whole_number,
+)
 from handlers.roles import is_chat_admin, notify_admins, require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Service
 from models import boards, groups, moderation, newcomers
@@ -742,7 +751,7 @@ async def setwelcome_command(message: Message, command: CommandObject, bot: Bot,
         status = _("Current welcome: {text}").format(text=esc(current)) if current else _("No welcome message is set.")
         await message.reply(status + "\n\n" + esc(welcome_usage()))
         return
-    if raw.lower() in ("off", "none", "关闭"):
+    if fold(raw) in ("off", "none", "关", "关闭", "无"):
         await newcomers.update_settings(session, group.id, welcome=None)
         await message.reply(_("Welcome message turned off."))
         return

@@ -42,7 +42,7 @@ from handlers.common import (
     esc,
     tier_label,
 )
-from handlers.kit import TelegramId
+from handlers.kit import TelegramId, fold
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
@@ -137,6 +137,9 @@ def badge_label(badge: str) -> str:
     return str(name) if name is not None else badge
 
 
+DEFAULT_HASHTAG = PointsRules.model_fields["showcase_hashtag"].default
+
+
 def rule_value(rules: PointsRules, name: str) -> str:
     """A rule's value in the syntax /set accepts, so an admin can copy it."""
     value = getattr(rules, name)
@@ -148,6 +151,8 @@ def rule_value(rules: PointsRules, name: str) -> str:
         return ",".join(
             f"{tier.key}:{tier.threshold}" + (f":{tier.name}" if tier.name else "") for tier in value
         )
+    if name == "showcase_hashtag" and value == DEFAULT_HASHTAG:
+        return _("#晒单")  # the default, in the reader's script (#曬單): both match, folded (is_showcase)
     return str(value)
 
 
@@ -332,7 +337,7 @@ async def rank(
 ) -> None:
     if group is None or group.id is None:
         return
-    words = ((command.args if command else None) or "week").strip().lower().split()
+    words = fold((command.args if command else None) or "week").split()  # 本週, 總, ｗｅｅｋ
     if words and words[0] in ("pin", "unpin"):
         await pin_board(message, bot, session, group.id, words)
         return
@@ -646,7 +651,10 @@ def is_showcase(message: Message, group: Group | None = None) -> bool:
         return False
     if message.sender_chat is not None or not is_person(message.from_user):
         return False
-    return points.rules_of(group).showcase_hashtag.lower() in message.caption.lower()
+    hashtag, caption = points.rules_of(group).showcase_hashtag, message.caption
+    if hashtag.lower() in caption.lower():
+        return True
+    return fold(hashtag) in fold(caption)  # #曬單 and ＃曬單 are #晒单
 
 
 def _showcase_key(chat_id: int, message_id: int) -> str:

@@ -19,6 +19,7 @@ from aiogram.utils.i18n.lazy_proxy import LazyProxy
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc
+from handlers.kit import fold
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import schedules
@@ -82,7 +83,7 @@ async def schedule_command(message: Message, command: CommandObject, bot: Bot, s
     if group is None or group.id is None or not await require_admin(bot, message):
         return
     args = (command.args or "").split()
-    action = args[0].lower() if args else "list"
+    action = fold(args[0]) if args else "list"
     if action == "list" and len(args) <= 1:
         await show_schedules(message, session, group)
     elif action == "set":
@@ -115,7 +116,7 @@ async def show_schedules(message: Message, session: AsyncSession, group: Group) 
 
 
 def _kind(raw: str) -> str | None:
-    return KIND_ALIASES.get(raw.lower())
+    return KIND_ALIASES.get(fold(raw))
 
 
 async def set_kind(message: Message, session: AsyncSession, group: Group, args: list[str]) -> None:
@@ -171,7 +172,7 @@ async def turn_off(message: Message, session: AsyncSession, group: Group, raw: s
 
 async def set_quiet(message: Message, session: AsyncSession, group: Group, raw: str) -> None:
     assert group.id is not None
-    if raw.lower() in ("off", "none", "关", "關"):
+    if fold(raw) in ("off", "none", "关", "关闭"):
         await schedules.set_quiet_hours(session, group.id, None)
         await message.reply(_("Quiet hours are off."))
         return

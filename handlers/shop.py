@@ -33,6 +33,7 @@ from handlers.kit import (
     RowId,
     UsageError,
     clip,
+    fold,
     local_time,
     parse_row_id,
     parse_whole,
@@ -212,7 +213,7 @@ def parse_tier(raw: str, rules: PointsRules) -> str | None:
         return None
     for tier in rules.tiers:
         names = {tier.key, tier.name or "", DEFAULT_TIER_NAMES.get(tier.key, ""), tier_label(rules, tier.key)}
-        if value.lower() in {name.lower() for name in names if name}:
+        if fold(value) in {fold(name) for name in names if name}:
             return tier.key
     raise UsageError(
         _("“{raw}” is not a tier of this group. Tiers: {tiers}, or - for everyone.").format(

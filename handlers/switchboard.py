@@ -3,8 +3,8 @@
 chooses the handler that aiogram's routers would choose (tests/test_switchboard_parity.py holds it to that),
 checking only the handlers an update can concern.
 
-Import direction: handlers/* import from here; this module imports aiogram only (never a feature, never
-handlers.common), so it sits under every feature.
+Import direction: handlers/* import from here; this module imports aiogram and models.script (plain Python, for
+keywords in both scripts) only (never a feature, never handlers.common), so it sits under every feature.
 
 What it relies on from aiogram beyond its documented surface (each pinned by a test):
 - `TelegramEventObserver.trigger` sets `data["handler"]` before checking a handler's filters and merges a filter's
@@ -30,6 +30,8 @@ from aiogram.filters import Command, Filter
 from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from magic_filter import MagicFilter
+
+from models.script import fold
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -143,13 +145,23 @@ class ChatIs(Filter):
 
 
 class Keywords(Filter):
-    """A message whose whole text is one of these words (e.g. 积分). The switchboard looks them up by text."""
+    """A message whose whole text is one of these words (e.g. 积分), compared folded (models.script.fold: 積分,
+    "积分 " and "ＣＨＥＣＫ ＩＮ" are the words 积分 and "check in"). The switchboard looks them up by folded text."""
 
     def __init__(self, words: Iterable[str]) -> None:
-        self.words = frozenset(words)
+        self.words = frozenset(fold(word) for word in words)
 
     async def __call__(self, event: TelegramObject) -> bool:
-        return isinstance(event, Message) and event.text in self.words
+        return isinstance(event, Message) and event.text is not None and keyword_form(event.text) in self.words
+
+
+KEYWORD_TEXT_MAX = 40  # a longer text is no keyword: it is compared (and indexed) as it is, unfolded
+
+
+def keyword_form(text: str) -> str:
+    """A message's text as keywords are compared: folded (both scripts, full-width forms) when short enough to be
+    one. (Every group message meets this: folding a long text would cost more than the whole keyword lookup.)"""
+    return fold(text) if len(text) <= KEYWORD_TEXT_MAX else text
 
 
 class Service(Filter):
@@ -272,7 +284,7 @@ def index_key(event: TelegramObject) -> str | None:
             words = text.split(maxsplit=1)
             if words and words[0][0] == "/":
                 return COMMAND + words[0][1:].partition("@")[0]
-        return KEYWORD + text if event.text else None
+        return KEYWORD + keyword_form(text) if event.text else None
     if isinstance(event, CallbackQuery) and event.data:
         return PREFIX + event.data.partition(CALLBACK_SEPARATOR)[0]
     return None

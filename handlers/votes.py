@@ -30,6 +30,7 @@ from handlers.kit import (
     RowId,
     UsageError,
     clip,
+    fold,
     local_time,
     money,
     parse_duration,
@@ -84,10 +85,10 @@ POST = PostKind("vote", EDIT_INTERVAL)
 
 def find_tier(raw: str, rules: PointsRules) -> str | None:
     """A tier key from its key, custom name or default name (银卡, Silver …)."""
-    value = raw.strip().lower()
+    value = fold(raw)
     for tier in rules.tiers:
         names = {tier.key, tier.name or "", DEFAULT_TIER_NAMES.get(tier.key, ""), tier_label(rules, tier.key)}
-        if value in {name.lower() for name in names if name}:
+        if value in {fold(name) for name in names if name}:
             return tier.key
     return None
 

@@ -23,6 +23,8 @@ from re import _constants as _sre_const  # type: ignore[attr-defined]
 from re import _parser as _sre_parse  # type: ignore[attr-defined]
 from typing import Literal
 
+from models.script import TO_SIMPLIFIED, simplified
+
 FindingKind = Literal["link", "invite", "channel", "wechat", "qq", "phone", "sharecode", "scam", "banned"]
 
 MAX_SCAN_CHARS = 20_000  # Telegram messages are at most 4096 characters and captions 1024: more is never real
@@ -94,23 +96,13 @@ _DOT_SUBSTITUTE = re.compile(
 _DOT_CUE = re.compile(r"[.。·•・‧∙⋅点點]|dot", re.IGNORECASE)
 
 
-# Traditional characters of every cue the detectors know (號 進 電報 關注 訂閱 聯繫 購買 兼職 ...), folded to their
-# Simplified form one character for one, so each pattern is written once and matches both scripts.
-_TRADITIONAL = str.maketrans(
-    "號進電報關訂閱頻們這鵝單運遞編賬帳碼為綠衛聯繫絡購買職結賺穩網帶錢過萬領費機紙貳陸話護復製開寶貝撥"
-    "勞務專員資員價審輕鬆門檻現實體驗發貨戶註冊",
-    "号进电报关订阅频们这鹅单运递编账账码为绿卫联系络购买职结赚稳网带钱过万领费机纸贰陆话护复制开宝贝拨"
-    "劳务专员资员价审轻松门槛现实体验发货户注册",
-)
-
-
 def _fold(text: str) -> str:
     """normalize() without the final lower-casing (invite hashes are case-sensitive)."""
     text = unicodedata.normalize("NFKC", text[: MAX_SCAN_CHARS * 2])[: MAX_SCAN_CHARS * 2]  # "ﷺ" is 18 letters
     if _INVISIBLE_CUE.search(text):
         text = text.translate(_INVISIBLE)
     if not text.isascii():
-        text = text.translate(_TRADITIONAL)
+        text = text.translate(TO_SIMPLIFIED)  # every cue matches in both scripts (models/script.py)
     return _DOT_SUBSTITUTE.sub(".", text) if _DOT_CUE.search(text) else text
 
 
@@ -802,10 +794,18 @@ class BannedMatcher:
 
     def find_normalized(self, normalized: str) -> Finding | None:
         """find on `normalized` text (scan normalizes once for every detector)."""
+        if self.entries:
+            normalized = _one_script(normalized)
         for entry in self.entries:
             if entry.matches(normalized):
                 return Finding("banned", entry.entry)
         return None
+
+
+def _one_script(text: str) -> str:
+    """Banned words match across scripts: entries and text alike are compared with Traditional characters written
+    in Simplified (models.script), so 代购 catches 代購 and 代購 catches 代购."""
+    return simplified(text)
 
 
 def compile_banned(entries: Iterable[str]) -> BannedMatcher:
@@ -821,13 +821,13 @@ def compile_banned(entries: Iterable[str]) -> BannedMatcher:
             continue
         if entry[:3].lower() == "re:":
             try:
-                compiled.append(_BannedEntry(entry, regex=_compile_regex_entry(entry[3:])))
+                compiled.append(_BannedEntry(entry, regex=_compile_regex_entry(_one_script(entry[3:]))))
             except _TooCostly as exc:
                 errors.append(f"{entry[:60]}: refused: {exc}")
             except (re.error, RecursionError, OverflowError, ValueError, TypeError) as exc:
                 errors.append(f"{entry[:60]}: invalid regex: {exc}")
             continue
-        text = normalize(entry)
+        text = _one_script(normalize(entry))
         if not text.strip("*?"):
             errors.append(f"{entry[:60]}: matches everything")
         elif "*" in text or "?" in text:

@@ -53,6 +53,7 @@ from models.db import (
 from models.detection import compile_banned
 from models.groups import Group
 from models.roles import BotModerator
+from models.script import fold
 
 RULES = ("flood", "repeat", "links", "diversion", "banned", "newcomer", "locks")
 ACTIONS = ("delete", "warn", "unwarn", "mute", "unmute", "kick", "ban", "unban", "report", "ban_sender_chat")
@@ -258,7 +259,7 @@ def format_ladder(steps: list[Step]) -> str:
 
 
 def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
+    value = fold(raw)  # 開/关, ＯＮ
     if value in _TRUE:
         return True
     if value in _FALSE:

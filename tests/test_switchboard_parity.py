@@ -164,6 +164,7 @@ def keyword_texts(blueprints: list[Blueprint]) -> Iterator[str]:
     for word in sorted(words):
         yield from (word, f"{word} please", f" {word}", word.upper())
     yield from ("签到", "打卡", "check in", "Check In", " 签到 ", "hello", "加微信 便宜代购")
+    yield from ("簽到", "積分", " 積分商城 ", "團購", "ＣＨＥＣＫ ＩＮ", "积分" + " " * 40)  # both scripts, full width
 
 
 def updates(blueprints: list[Blueprint]) -> Iterator[Update]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.db import transaction, utcnow
 from models.groups import Group
+from models.script import fold
 
 
 class PointsError(Exception):
@@ -131,9 +132,9 @@ def _parse_rule(name: str, raw: str) -> Any:
     raw = raw.strip()
     annotation = PointsRules.model_fields[name].annotation
     if annotation is bool:
-        if raw.lower() in _TRUE:
+        if fold(raw) in _TRUE:  # 開/关, ＯＮ
             return True
-        if raw.lower() in _FALSE:
+        if fold(raw) in _FALSE:
             return False
         raise InvalidRule(name, "expected on/off")
     if annotation is int:
