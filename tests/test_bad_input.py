@@ -89,6 +89,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("group", "/vote new x | 2d | a 1 | b 2 | min_hours={n}"),
     ("group", "/vote new x | 2d | a 1 | b 2 | weights=silver:{n}"), ("group", "/vote close {n}"),
     ("group", "/vote {t}"),
+    ("group", "/stats {t}"), ("private", "/stats {t}"), ("group", "/stats weekly {t}"), ("group", "/stats export {t}"),
+    ("group", "/spam {t}"), ("group", "/spamsamples {t}"),
 ]
 
 HUGE = "9" * 30
@@ -107,8 +109,10 @@ PRESSES: list[tuple[str, str]] = [
     ("private", "fs:1"), ("private", "vp:1:1"), ("private", "ci"),
 ]
 
-# Tables that record that an update arrived (its id, who was seen) rather than what a command did.
-ARRIVAL_TABLES = {"processed_updates", "users", "members", "groups"}
+# Tables that record that an update arrived (its id, who was seen, the activity counted, the inbox row) rather
+# than what a command did.
+ARRIVAL_TABLES = {"processed_updates", "users", "members", "groups", "inbox",
+                  "activity_member_days", "activity_hours", "activity_group_days"}
 
 
 def cases() -> list[tuple[str, str]]:

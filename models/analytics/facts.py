@@ -332,18 +332,18 @@ async def write_facts(session: AsyncSession, days: dict[tuple[int, int, date], S
             await session.execute(_UPSERTS["day"][postgres], [
                 {"group_id": g, "user_id": u, "day": d, **dict(zip(COUNTERS, counts, strict=True)),
                  "language": languages.get((g, u, d))}
-                for (g, u, d), counts in days.items()
+                for (g, u, d), counts in sorted(days.items())  # one lock order in every process: no deadlock
             ])
         if hours:
             await session.execute(_UPSERTS["hour"][postgres], [
                 {"group_id": g, "day": d, "hour": h, "messages": m, "speakers": n}
-                for (g, d, h), (m, n) in hours.items()
+                for (g, d, h), (m, n) in sorted(hours.items())
             ])
         spans: dict[int, tuple[date, date]] = {}
         for g, _, d in days:
             lo, hi = spans.get(g, (d, d))
             spans[g] = (min(lo, d), max(hi, d))
-        for g, (lo, hi) in spans.items():
+        for g, (lo, hi) in sorted(spans.items()):
             await refresh_day_totals(session, g, lo, hi)
         if touched:
             counts = dict((await session.execute(
@@ -352,7 +352,7 @@ async def write_facts(session: AsyncSession, days: dict[tuple[int, int, date], S
                 ).group_by(Member.group_id)
             )).all())
             await session.execute(_UPSERTS["group"][postgres], [
-                {"group_id": g, "day": d, "members": counts.get(g, 0)} for g, d in touched.items()
+                {"group_id": g, "day": d, "members": counts.get(g, 0)} for g, d in sorted(touched.items())
             ])
 
 
