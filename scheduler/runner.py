@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.checkin import post_board
+from handlers.kit import use_currency
 from handlers.live_posts import LivePosts
 from models import boards, groups, shop
 from models.db import transaction, utcnow
@@ -65,9 +66,10 @@ class JobContext:
         return self.runtime.live_posts
 
     @contextmanager
-    def in_locale(self, locale: str | None) -> Iterator[None]:
-        """gettext in a group's language (its /lang, else the default) for what a job says there."""
-        with self.i18n.context(), self.i18n.use_locale(locale or self.i18n.default_locale):
+    def in_locale(self, locale: str | None, currency: str | None = None) -> Iterator[None]:
+        """gettext in a group's language (its /lang, else the default) for what a job says there, and its prices
+        in its currency (handlers.kit.money)."""
+        with self.i18n.context(), self.i18n.use_locale(locale or self.i18n.default_locale), use_currency(currency):
             yield
 
 
@@ -115,7 +117,7 @@ async def post_slot(ctx: JobContext, slot: Slot) -> bool:
         if not await boards.claim_post(session, slot.group_id, slot.claim_kind, slot.claim_slot):
             return False  # another scheduler (or an earlier tick) has it
         try:
-            with ctx.in_locale(slot.locale):
+            with ctx.in_locale(slot.locale, slot.currency):
                 message_id = await posting.poster(ctx, session, slot)
         except TelegramAPIError as error:
             # Telegram refused: give the slot back so a later tick inside the grace window may try again.
@@ -188,7 +190,7 @@ async def close_due(
             closed += 1
             async with transaction(session):
                 group = await load_group(session, group_id_of(result))
-            with ctx.in_locale(group.locale):
+            with ctx.in_locale(group.locale, group.currency):
                 try:
                     await announce(session, group, result)
                 except TelegramAPIError as error:
