@@ -327,8 +327,8 @@ async def test_orders_export_is_a_csv_in_private_chat(world) -> None:  # type: i
     documents = [c for c in calls if isinstance(c, SendDocument)]
     assert len(documents) == 1 and documents[0].chat_id == f.owner.id and "2 orders" in documents[0].caption
     rows = list(csv.reader(io.StringIO(documents[0].document.data.decode("utf-8-sig"))))
-    assert rows[0][0] == "order_code" and len(rows) == 3
-    assert {row[4] for row in rows[1:]} == {str(f.bob.id), str(f.amy.id)} and rows[1][7] == "39.90"
+    assert rows[0][0] == "order_code" and rows[0][7:9] == ["price", "currency"] and len(rows) == 3
+    assert {row[4] for row in rows[1:]} == {str(f.bob.id), str(f.amy.id)} and rows[1][7:9] == ["39.90", "CNY"]
     assert "Sent you 2 orders" in texts(calls)[-1]
     assert await f.say(f.bob, f"/flashsale orders {flash_round.sale_id}") == ["Only group admins can do that."]
     async with world.sessionmaker() as session:
