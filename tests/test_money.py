@@ -101,6 +101,8 @@ async def test_currency_command_sets_and_shows(world) -> None:  # type: ignore[n
         row = await groups.get_group(session, chat.id)
         assert row is not None and row.currency == "TWD"
     assert "Now: TWD (NT$1,280)" in texts(await world.send(chat, owner, "/currency"))[0]
+    shown = texts(await world.send(chat, owner, "/settings"))[0]
+    assert "Prices are shown in TWD, e.g. NT$1,280; change with /currency CODE." in shown
 
 
 async def test_a_groupbuy_and_a_vote_show_the_groups_currency(world) -> None:  # type: ignore[no-untyped-def]
