@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from copy import copy
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -176,9 +177,12 @@ def money(cents: int, *, bare_whole: bool = False, currency: str | None = None, 
     where = _money_locale(locale or _current_locale(), code)
     amount = Decimal(cents) / 100
     pattern = where.currency_formats["standard"]
-    whole = cents % 100 == 0 and get_global("currency_fractions").get(code, (2, 0, 2, 0))[2] == 0
-    text: str = pattern.apply(amount, where, currency=code, force_frac=(0, 0) if whole else None)
-    return text
+    if cents % 100 == 0 and get_global("currency_fractions").get(code, (2, 0, 2, 0))[2] == 0:
+        pattern = copy(pattern)  # the locale's own pattern, without its decimals
+        pattern.frac_prec = (0, 0)
+        text: str = pattern.apply(amount, where, currency=code, currency_digits=False)
+        return text
+    return str(pattern.apply(amount, where, currency=code))
 
 
 _AMOUNT = re.compile(
