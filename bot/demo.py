@@ -24,6 +24,7 @@ from bot.scenes.flashsale import scene_flashsale
 from bot.scenes.invites import scene_invites
 from bot.scenes.lottery import scene_lottery
 from bot.scenes.moderation import scene_moderation
+from bot.scenes.money import scene_money
 from bot.scenes.newcomers import scene_newcomers
 from bot.scenes.stats import scene_stats
 from bot.scenes.topics import scene_topics
@@ -140,6 +141,7 @@ SCENES: list[tuple[str, Scene, str | None]] = [
     ("A provably fair lottery", scene_lottery, "Bloom 福利群"),
     ("A flash sale (限时秒杀)", scene_flashsale, "Bloom 秒杀群"),
     ("Moderation: diversion removed, warnings, /mute, /modlog", scene_moderation, "Bloom 交流群"),
+    ("A Taiwan group: 繁體中文 and NT$ (/currency)", scene_money, "Bloom 台灣團購群"),
     ("Privacy: /mydata and /forgetme", scene_privacy, None),
     ("The numbers: /stats charts, export and the weekly report", scene_stats, "Bloom 数据群"),
 ]

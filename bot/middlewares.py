@@ -34,6 +34,7 @@ from bot.logs import current_chat_id, current_update_id
 from bot.metrics import update_kind
 from bot.runtime import Runtime
 from handlers.common import chat_seen, person_seen
+from handlers.kit import use_currency
 from handlers.roles import current_admins
 from handlers.switchboard import GROUP_TYPES
 from models import groups
@@ -82,8 +83,10 @@ class UpdatePipeline(BaseMiddleware):
                 # gettext for the handler in this locale (what aiogram's I18nMiddleware does, minus two wrappers)
                 i18n_token, locale_token = I18n.set_current(self.i18n), self.i18n.ctx_locale.set(locale)
                 admins_token = current_admins.set(self.runtime.admins)  # see handlers/roles.py: admin_cache
+                group = data.get("group")
                 try:
-                    return await handler(event, data)
+                    with use_currency(group.currency if group is not None else None):  # how money() writes prices
+                        return await handler(event, data)
                 finally:
                     current_admins.reset(admins_token)
                     self.i18n.ctx_locale.reset(locale_token)

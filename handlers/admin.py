@@ -1,4 +1,5 @@
-"""Group settings that admins change: /lang (the group's language) and /timezone (its clock)."""
+"""Group settings that admins change: /lang (the group's language), /timezone (its clock) and /currency (the money
+its prices are shown in)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.common import CommandInfo, esc
-from handlers.kit import fold
+from handlers.kit import CURRENCIES, fold, money
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, Blueprint
 from models import groups
@@ -24,6 +25,7 @@ router.filter("message", IN_GROUP)
 COMMANDS = [
     CommandInfo("lang", __("Set the group's language: zh_Hans, zh_Hant or en"), "admin"),
     CommandInfo("timezone", __("Set the group's time zone, e.g. Asia/Shanghai"), "admin"),
+    CommandInfo("currency", __("Set the currency prices are shown in, e.g. /currency TWD"), "admin"),
 ]
 
 LANGUAGE_NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "en": "English"}
@@ -73,3 +75,43 @@ async def set_timezone(message: Message, command: CommandObject, bot: Bot, sessi
         return
     await groups.set_group_timezone(session, group.chat_id, name)
     await message.reply(_("Time zone set to {zone}. Days and schedules now follow this clock.").format(zone=esc(name)))
+
+
+# Common ways people write the currencies a group may choose (ISO codes, signs and names).
+CURRENCY_ALIASES = {
+    "rmb": "CNY", "¥": "CNY", "￥": "CNY", "人民币": "CNY", "人民幣": "CNY",
+    "ntd": "TWD", "nt$": "TWD", "nt": "TWD", "新台币": "TWD", "新台幣": "TWD", "台币": "TWD", "台幣": "TWD",
+    "hk$": "HKD", "港币": "HKD", "港幣": "HKD", "港元": "HKD",
+    "mop$": "MOP", "澳门元": "MOP", "澳門元": "MOP", "澳门币": "MOP", "澳門幣": "MOP",
+    "s$": "SGD", "新加坡元": "SGD", "新币": "SGD", "新幣": "SGD",
+    "rm": "MYR", "令吉": "MYR", "马币": "MYR", "馬幣": "MYR",
+    "us$": "USD", "美元": "USD", "美金": "USD",
+}
+
+
+def currency_choice(raw: str) -> str | None:
+    """'twd', 'NT$', '新台幣' -> 'TWD'; None for anything else."""
+    text = raw.strip()
+    if text.upper() in CURRENCIES:
+        return text.upper()
+    return CURRENCY_ALIASES.get(text.lower())
+
+
+@router.message(Command("currency"))
+async def set_currency(message: Message, command: CommandObject, bot: Bot, session: AsyncSession, group: Group) -> None:
+    if not await require_admin(bot, message):
+        return
+    args = (command.args or "").strip()
+    choice = currency_choice(args) if args else None
+    if choice is None:
+        lines = []
+        if args:
+            lines.append(_("“{currency}” is not a currency I can show.").format(currency=esc(args[:16])))
+        lines.append(_("Usage: /currency CODE, e.g. /currency TWD\nCodes: {codes}\nNow: {current} ({example})").format(
+            codes=" ".join(CURRENCIES), current=esc(group.currency),
+            example=money(128000, currency=group.currency)))
+        await message.reply("\n".join(lines))
+        return
+    await groups.set_group_currency(session, group.chat_id, choice)
+    await message.reply(_("Prices in this group are now shown in {currency}, e.g. {example}.").format(
+        currency=choice, example=money(128000, currency=choice)))

@@ -35,15 +35,16 @@ from handlers.kit import (
     CAPTION_MAX,
     DURATION_FORMS,
     HOUR_MINUTE,
-    INT32_MAX,
     MONTH_DAY_TIME,
     NO_VALUE,
     RowId,
     UsageError,
     clip,
+    current_currency,
     local_time,
     money,
     parse_duration,
+    parse_money,
     parse_row_id,
     parse_whole,
 )
@@ -80,17 +81,7 @@ class FlashGrab(CallbackData, prefix="fs"):
 
 # -- money and text --------------------------------------------------------------------------------------------
 
-_MONEY = re.compile(r"^[¥￥$]?\s*(\d{1,9})(?:\.(\d{1,2}))?\s*(?:元|rmb|cny)?$", re.IGNORECASE)
 _POINTS = re.compile(r"^(\d{1,9})\s*(?:p|pts|points?|积分|積分)$", re.IGNORECASE)
-
-
-def parse_money(raw: str) -> int | None:
-    """'39.9' -> 3990 cents, '¥99' -> 9900, '12.05元' -> 1205; None if not an amount."""
-    match = _MONEY.match(raw.strip())
-    if not match:
-        return None
-    cents = int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
-    return cents if cents <= INT32_MAX else None  # prices are Integer columns
 
 
 def price_text(flash_price: int | None, points_price: int | None) -> str:
@@ -668,11 +659,13 @@ async def send_orders(message: Message, rest: str, bot: Bot, session: AsyncSessi
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["order_code", "day", "round_id", "product", "user_id", "name", "username", "price", "points",
+    writer.writerow(["order_code", "day", "round_id", "product", "user_id", "name", "username", "price", "currency",
+                     "points",
                      "ordered_at"])
     for row in rows:
         writer.writerow([row.code, row.day.isoformat(), row.round_id, row.product, row.user_id, row.first_name or "",
-                         row.username or "", f"{(row.price or 0) / 100:.2f}" if row.price is not None else "",
+                         row.username or "", f"{row.price / 100:.2f}" if row.price is not None else "",
+                         current_currency() if row.price is not None else "",
                          row.points, row.created_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")])
     name = f"flashsale-{sale_id}" + (f"-{day.isoformat()}" if day else "") + ".csv"
     data = buffer.getvalue().encode("utf-8-sig")  # with a BOM, so spreadsheet apps read the Chinese names

@@ -37,6 +37,7 @@ from handlers.kit import (
     local_time,
     money,
     parse_duration,
+    parse_money,
     parse_row_id,
     parse_whole,
     split_parts,
@@ -47,7 +48,7 @@ from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from handlers.votes import WINNER_HOURS, WINNER_LIMIT, WINNER_MIN_PEOPLE, WINNER_TOTAL, VoteGroupBuy
 from models import groupbuy, groups, votes
 from models.db import utcnow
-from models.groupbuy import GroupBuy, parse_cents
+from models.groupbuy import GroupBuy
 from models.groups import Group
 
 log = logging.getLogger("qunbot.groupbuy")
@@ -198,7 +199,7 @@ class NewGroupBuy:
 
 
 def parse_price(raw: str, what: str) -> int:
-    cents = parse_cents(raw)
+    cents = parse_money(raw, max_cents=groupbuy.MAX_PRICE_CENTS)
     if cents is None or cents > groupbuy.MAX_PRICE_CENTS:
         raise UsageError(_("{what} must be a price like 39.9, not “{raw}”.").format(
             what=what, raw=esc(clip(raw.strip(), 20))))

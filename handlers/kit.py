@@ -5,12 +5,20 @@ group's time zone, money, and the `UsageError` every command turns into its usag
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from copy import copy
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
+from babel import Locale, localedata
+from babel.core import get_global
 from pydantic import Field
 
 from handlers.common import esc
@@ -18,10 +26,10 @@ from models.clock import parse_duration
 from models.script import fold
 
 __all__ = [
-    "ALERT_MAX", "CAPTION_MAX", "Count", "DATE", "DATE_TIME", "DURATION_FORMS", "HOUR_MINUTE", "INT32_MAX",
-    "INT64_MAX", "MONTH_DAY_TIME", "NO", "NO_VALUE", "RowId", "TelegramId", "UsageError", "Words", "YES", "clip",
-    "fold", "has_control", "local_time", "money", "parse_duration", "parse_row_id", "parse_whole", "split_parts",
-    "whole_number",
+    "ALERT_MAX", "CAPTION_MAX", "CURRENCIES", "Count", "DEFAULT_CURRENCY", "DATE", "DATE_TIME", "DURATION_FORMS",
+    "HOUR_MINUTE", "INT32_MAX", "INT64_MAX", "MONTH_DAY_TIME", "NO", "NO_VALUE", "RowId", "TelegramId",
+    "UsageError", "Words", "YES", "clip", "current_currency", "fold", "has_control", "local_time", "money",
+    "parse_duration", "parse_money", "parse_row_id", "parse_whole", "split_parts", "use_currency", "whole_number",
 ]
 
 INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int: costs, stock, limits, counts, days)
@@ -131,11 +139,86 @@ def local_time(moment: datetime | None, zone: str, fmt: str = DATE_TIME) -> str:
         return moment.strftime(fmt) + " UTC"
 
 
-def money(cents: int, *, bare_whole: bool = False) -> str:
-    """3990 -> '¥39.90', 9900 -> '¥99.00' ('¥99' with bare_whole, as flash sales show prices)."""
-    whole, part = divmod(cents, 100)
-    if bare_whole and part == 0:
-        return f"¥{whole}"
-    return f"¥{whole}.{part:02d}"
+# -- money ---------------------------------------------------------------------------------------------------
+#
+# Prices are stored in minor units (`price_cents` columns: 1/100 of the currency). Every currency a group may
+# choose has two minor digits in ISO 4217, so the storage is the same for all of them. A price is written with
+# Babel's locale data for the group's language in the currency's home region (zh_Hans + MYR -> zh_Hans_MY; a
+# language without that region falls back to the language itself: en + CNY -> en, "CN¥"). A whole amount in a
+# currency whose cash has no minor unit (CLDR cashDigits 0: TWD) is shown without decimals ("NT$1,280"), as in
+# Taiwan; an amount with cents still shows them.
+
+CURRENCIES: dict[str, str] = {  # the currencies a group may choose (/currency), with their home region
+    "CNY": "CN", "TWD": "TW", "HKD": "HK", "MOP": "MO", "SGD": "SG", "MYR": "MY", "USD": "US",
+}
+DEFAULT_CURRENCY = "CNY"
+_currency: ContextVar[str] = ContextVar("qunbot_currency", default=DEFAULT_CURRENCY)
+_LANGUAGES = {"en": "en", "zh_Hans": "zh_Hans", "zh_Hant": "zh_Hant", "zh": "zh_Hans"}
+
+
+def current_currency() -> str:
+    """The currency of the group being answered (set by the update pipeline, live posts and scheduled jobs)."""
+    return _currency.get()
+
+
+@contextmanager
+def use_currency(currency: str | None) -> Iterator[None]:
+    """Write money in `currency` (None or an unknown code: the default, CNY) inside the block."""
+    token = _currency.set(currency if currency in CURRENCIES else DEFAULT_CURRENCY)
+    try:
+        yield
+    finally:
+        _currency.reset(token)
+
+
+def _money_locale(locale: str, currency: str) -> Locale:
+    language = _LANGUAGES.get(locale, "en")
+    region = CURRENCIES.get(currency)
+    if region and localedata.exists(f"{language}_{region}"):
+        return Locale.parse(f"{language}_{region}")
+    return Locale.parse(language)
+
+
+def _current_locale() -> str:
+    i18n = I18n.get_current(no_error=True)
+    return i18n.current_locale if i18n is not None else "en"
+
+
+def money(cents: int, *, bare_whole: bool = False, currency: str | None = None, locale: str | None = None) -> str:
+    """An amount in minor units, written one way everywhere for the group's language and currency:
+    128000 -> '¥1,280.00' (zh_Hans, CNY), 'NT$1,280' (en, TWD), 'HK$59.90', 'RM59.90' (en, MYR).
+    `bare_whole` is kept for callers written before there was one way; it changes nothing."""
+    del bare_whole
+    code = currency or _currency.get()
+    where = _money_locale(locale or _current_locale(), code)
+    amount = Decimal(cents) / 100
+    pattern = where.currency_formats["standard"]
+    if cents % 100 == 0 and get_global("currency_fractions").get(code, (2, 0, 2, 0))[2] == 0:
+        pattern = copy(pattern)  # the locale's own pattern, without its decimals
+        pattern.frac_prec = (0, 0)
+        text: str = pattern.apply(amount, where, currency=code, currency_digits=False)
+        return text
+    return str(pattern.apply(amount, where, currency=code))
+
+
+_AMOUNT = re.compile(
+    r"^(?:[¥$]|RMB|CNY|NT\$|NTD|TWD|HK\$|HKD|MOP\$?|S\$|SGD|RM|MYR|US\$|USD)?\s*"
+    r"([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.([0-9]{1,2}))?\s*(?:元|块|塊|圓|RMB|CNY|NTD|TWD|HKD|MOP|SGD|MYR|USD)?$",
+    re.IGNORECASE)
+
+
+_HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20, 0xFFE5: 0xA5}  # full-width forms, ￥
+
+
+def parse_money(raw: str, *, max_cents: int = INT32_MAX) -> int | None:
+    """A price as a member or admin types it, in minor units: '39.9' -> 3990, '¥99' -> 9900, '12.05元' -> 1205,
+    '1,280' -> 128000, 'NT$1,280' / 'RM 59.90' / full-width '１２８０' likewise; None if it is not an amount with at
+    most two decimals, or is larger than `max_cents`. Any of the group currencies' signs and codes is accepted."""
+    text = raw.translate(_HALF_WIDTH).strip()
+    match = _AMOUNT.match(text)
+    if not match:
+        return None
+    cents = int(match[1].replace(",", "")) * 100 + int((match[2] or "0").ljust(2, "0"))
+    return cents if cents <= max_cents else None
 
 

@@ -36,6 +36,7 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.kit import current_currency, use_currency
 from models.groups import chat_id_of
 
 log = logging.getLogger("qunbot.live_posts")
@@ -102,6 +103,7 @@ class LivePost:
     locale: str | None = None
     repost: Repost | None = None
     forget: Forget | None = None
+    currency: str | None = None  # the group's currency (handlers.kit.money); None: the one current where asked
 
 
 # A group post's contents as its feature reads them: its stored message id (None: not posted yet), text and keyboard;
@@ -222,7 +224,9 @@ class LivePosts:
 
     def _with_locale(self, post: LivePost) -> LivePost:
         """The post with the language current where it was asked for, when it names none."""
-        return post if post.locale is not None else replace(post, locale=self.i18n.current_locale)
+        if post.locale is None:
+            post = replace(post, locale=self.i18n.current_locale)
+        return post if post.currency is not None else replace(post, currency=current_currency())
 
     @property
     def remembered(self) -> int:
@@ -266,7 +270,8 @@ class LivePosts:
         """Render and show the post once: SENT, UNCHANGED, or WAIT when someone else is creating it."""
         where: tuple[int, int | None] = (0, None)
         try:
-            with self.i18n.context(), self.i18n.use_locale(post.locale or self.i18n.default_locale):
+            with self.i18n.context(), self.i18n.use_locale(post.locale or self.i18n.default_locale), \
+                    use_currency(post.currency):
                 async with self.sessionmaker() as session:
                     shown = await post.render(session)
                     await session.commit()  # end the render's reads: a repost's writes commit on their own

@@ -42,7 +42,7 @@ from handlers.common import (
     esc,
     tier_label,
 )
-from handlers.kit import TelegramId, fold
+from handlers.kit import TelegramId, current_currency, fold, money
 from handlers.live_posts import LivePost, LivePosts, PostKind, Shown
 from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
@@ -582,6 +582,8 @@ def settings_text(rules: PointsRules) -> str:
         line = f"<code>{name}</code> = {esc(rule_value(rules, name))}"
         lines.append(line + (" — " + esc(help_text) if help_text else ""))
     lines += ["", _("Buttons change numbers and switches at once; the rest takes /set."), _settings_usage()]
+    lines += ["", _("Prices are shown in {currency}, e.g. {example}; change with /currency CODE.").format(
+        currency=current_currency(), example=money(128000))]
     return "\n".join(lines)
 
 

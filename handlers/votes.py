@@ -34,6 +34,7 @@ from handlers.kit import (
     local_time,
     money,
     parse_duration,
+    parse_money,
     parse_row_id,
     split_parts,
     whole_number,
@@ -43,7 +44,7 @@ from handlers.roles import require_admin
 from handlers.switchboard import IN_GROUP, IN_PRIVATE, Blueprint, Keywords
 from models import points, votes
 from models.db import utcnow
-from models.groupbuy import format_cents, parse_cents
+from models.groupbuy import format_cents
 from models.groups import Group
 from models.points import DEFAULT_TIER_NAMES, PointsRules
 
@@ -262,7 +263,7 @@ def parse_candidate(raw: str) -> votes.NewOption:
         link = words.pop()
     if len(words) < 2:
         raise UsageError(_("“{raw}” needs a name and a price, e.g. 面膜 39.9").format(raw=esc(clip(raw, 40))))
-    price = parse_cents(words[-1])
+    price = parse_money(words[-1])
     if price is None:
         raise UsageError(_("“{raw}” is not a price (e.g. 39.9).").format(raw=esc(clip(words[-1], 20))))
     name = " ".join(words[:-1])

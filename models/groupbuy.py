@@ -13,11 +13,9 @@ else "failed". Each entry has an unguessable order code (from `secrets`).
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
@@ -107,20 +105,6 @@ class GroupBuyEntry(SQLModel, table=True):
 
 
 # -- money -----------------------------------------------------------------------------------------------------
-
-_PRICE = re.compile(r"^[¥￥$]?\s*(\d{1,8}(?:\.\d{1,2})?)\s*(?:元|块)?$")
-
-
-def parse_cents(text: str) -> int | None:
-    """"39.9", "¥39.90", "129元" -> cents (3990, 3990, 12900); None if it is not a price with at most 2 decimals."""
-    match = _PRICE.match(text.strip().replace(",", ""))
-    if not match:
-        return None
-    try:
-        return int(Decimal(match[1]) * 100)
-    except InvalidOperation:  # pragma: no cover (the pattern only lets digits through)
-        return None
-
 
 def format_cents(cents: int) -> str:
     """3990 -> "39.90"."""

@@ -61,6 +61,8 @@ class Group(SQLModel, table=True):
     chat_type: str = Field(default="supergroup", sa_column=Column(String(16), nullable=False))
     locale: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
     timezone: str = Field(default="Asia/Shanghai", sa_column=Column(String(64), nullable=False))
+    # ISO 4217 code its prices are shown in (/currency; handlers.kit.CURRENCIES); prices are stored in minor units.
+    currency: str = Field(default="CNY", sa_column=Column(String(3), nullable=False, server_default="CNY"))
     # active: the bot is in the group and may post; inactive groups get no scheduled posts.
     active: bool = Field(default=True, nullable=False)
     bot_status: str = Field(default="member", sa_column=Column(String(16), nullable=False, default="member"))
@@ -497,6 +499,14 @@ async def set_group_timezone(session: AsyncSession, chat_id: int, timezone: str)
     async with transaction(session):
         await session.execute(
             update(Group).where(Group.chat_id == chat_id).values(timezone=timezone, updated_at=utcnow())  # type: ignore[arg-type]
+        )
+
+
+async def set_group_currency(session: AsyncSession, chat_id: int, currency: str) -> None:
+    """The ISO 4217 code the group's prices are shown in (stored prices, in minor units, do not change)."""
+    async with transaction(session):
+        await session.execute(
+            update(Group).where(Group.chat_id == chat_id).values(currency=currency, updated_at=utcnow())  # type: ignore[arg-type]
         )
 
 

@@ -300,6 +300,7 @@ class Slot:
     timezone: str
     locale: str | None
     duration_minutes: int | None
+    currency: str = "CNY"  # the group's (/currency), for the prices the post shows
 
     @property
     def claim_kind(self) -> str:
@@ -342,7 +343,8 @@ def _slots_of(group: Group, plan: _Plan, now: datetime, grace: timedelta, quiet:
         if goes_out <= now < goes_out + grace:
             assert group.id is not None
             out.append(Slot(plan.schedule_id, group.id, group.chat_id, plan.kind, plan.ref_id, day,
-                            local_moment(day, plan.at, zone), group.timezone, group.locale, plan.duration_minutes))
+                            local_moment(day, plan.at, zone), group.timezone, group.locale, plan.duration_minutes,
+                            group.currency))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -55,17 +56,17 @@ async def end_flash_rounds(ctx: JobContext, now: datetime | None = None) -> int:
         for group_id in {r.group_id for r in ended}:
             group = await session.get(Group, group_id)
             if group is not None:
-                places[group_id] = (group.chat_id, group.timezone, group.locale)
+                places[group_id] = (group.chat_id, group.timezone, group.locale, group.currency)
     gate = asyncio.Semaphore(POST_CONCURRENCY)
 
     async def show(flash_round: flashsale.FlashRound) -> None:
         place = places.get(flash_round.group_id)
         if place is None or flash_round.message_id is None:
             return
-        _chat_id, zone, locale = place
+        _chat_id, zone, locale, currency = place
+        post = replace(round_post(ctx.bot, flash_round.id or 0, flash_round.group_id, zone, locale), currency=currency)
         async with gate:  # the live-post editor logs any failure with its post
-            await ctx.live_posts.refresh_now(ctx.bot, round_post(ctx.bot, flash_round.id or 0, flash_round.group_id,
-                                                                 zone, locale))
+            await ctx.live_posts.refresh_now(ctx.bot, post)
 
     await asyncio.gather(*(show(r) for r in ended))
     if ended:

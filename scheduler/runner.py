@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.retry import DeliveryUnknown
 from handlers.checkin import post_board
+from handlers.kit import use_currency
 from handlers.live_posts import LivePosts
 from models import boards, groups, shop
 from models.db import transaction, utcnow
@@ -70,9 +71,10 @@ class JobContext:
         return self.runtime.live_posts
 
     @contextmanager
-    def in_locale(self, locale: str | None) -> Iterator[None]:
-        """gettext in a group's language (its /lang, else the default) for what a job says there."""
-        with self.i18n.context(), self.i18n.use_locale(locale or self.i18n.default_locale):
+    def in_locale(self, locale: str | None, currency: str | None = None) -> Iterator[None]:
+        """gettext in a group's language (its /lang, else the default) for what a job says there, and its prices
+        in its currency (handlers.kit.money)."""
+        with self.i18n.context(), self.i18n.use_locale(locale or self.i18n.default_locale), use_currency(currency):
             yield
 
 
@@ -120,7 +122,7 @@ async def post_slot(ctx: JobContext, slot: Slot) -> bool:
         if not await boards.claim_post(session, slot.group_id, slot.claim_kind, slot.claim_slot):
             return False  # another scheduler (or an earlier tick) has it
         try:
-            with ctx.in_locale(slot.locale):
+            with ctx.in_locale(slot.locale, slot.currency):
                 message_id = await posting.poster(ctx, session, slot)
         except DeliveryUnknown as error:
             # The send may have reached the group (Telegram hung): keep the claim, so it is not posted twice.
@@ -216,7 +218,7 @@ async def close_due(
             closed += 1
             async with transaction(session):
                 group = await load_group(session, group_id_of(result))
-            with ctx.in_locale(group.locale):
+            with ctx.in_locale(group.locale, group.currency):
                 try:
                     await announce(session, group, result)
                 except TelegramAPIError as error:

@@ -29,7 +29,7 @@ SLOTS = {"{n}": NUMBERS, "{u}": USER_IDS, "{t}": TEXTS, "{d}": DURATIONS}
 
 # (chat, command with one slot). "group": the owner sends it in the group; "private": in a private chat with the bot.
 COMMANDS: list[tuple[str, str]] = [
-    ("group", "/lang {t}"), ("group", "/timezone {t}"),
+    ("group", "/lang {t}"), ("group", "/timezone {t}"), ("group", "/currency {t}"),
     ("group", "/checkin {t}"), ("group", "/checkin keywords {t}"), ("group", "/checkin info {t}"),
     ("group", "/flashsale new {n} 10:00 30m"), ("group", "/flashsale new 1 10:00 {d}"),
     ("group", "/flashsale new 1 10:00 30m notice={n}"), ("group", "/flashsale new 1 {t} 30m"),
@@ -145,7 +145,7 @@ async def snapshot(world: Any) -> dict[str, int]:
     async with world.sessionmaker() as session:
         counts = dict((await session.execute(select(*columns))).one()._mapping)
         for group in await session.scalars(select(Group)):  # a group's settings, language and zone
-            settings = repr((group.locale, group.timezone, sorted(group.settings.items())))
+            settings = repr((group.locale, group.timezone, group.currency, sorted(group.settings.items())))
             counts[f"group {group.chat_id}"] = hash(settings)
     return {key: int(value) for key, value in counts.items()}
 

@@ -22,6 +22,7 @@ from aiogram.methods import (
 from aiogram.types import CallbackQuery, Message, PhotoSize, Update, User
 from sqlalchemy import func, select
 
+from bot.i18n import create_i18n
 from handlers.flashsale import FlashGrab, parse_minutes, parse_money
 from handlers.kit import money
 from models import flashsale, groups, points, schedules
@@ -29,6 +30,8 @@ from models.db import utcnow
 from models.flashsale import FlashOrder, FlashProduct, FlashRound
 from scheduler.flashsale import end_flash_rounds, post_flash_notice, post_flash_sale
 from tests.factories import BOT_USER, texts
+
+I18N = create_i18n("en")
 
 
 class Flash:
@@ -122,7 +125,8 @@ def edits_since(world: Any, start: int) -> list[Any]:
 def test_money_and_durations_parse() -> None:
     assert [parse_money(raw) for raw in ("39.9", "99", "¥12.05", "12.5元", "1.234", "abc")] == [
         3990, 9900, 1205, 1250, None, None]
-    assert [money(cents, bare_whole=True) for cents in (9900, 3990, 5)] == ["¥99", "¥39.90", "¥0.05"]
+    with I18N.context(), I18N.use_locale("zh_Hans"):  # one way for every price: Babel's, in the group's language
+        assert [money(cents, bare_whole=True) for cents in (9900, 3990, 5)] == ["¥99.00", "¥39.90", "¥0.05"]
     assert [parse_minutes(raw) for raw in ("30m", "90", "1h", "1h30m", "半小时", "90s", "x", "")] == [
         30, 90, 60, 90, 30, None, None, None]
 
@@ -323,8 +327,8 @@ async def test_orders_export_is_a_csv_in_private_chat(world) -> None:  # type: i
     documents = [c for c in calls if isinstance(c, SendDocument)]
     assert len(documents) == 1 and documents[0].chat_id == f.owner.id and "2 orders" in documents[0].caption
     rows = list(csv.reader(io.StringIO(documents[0].document.data.decode("utf-8-sig"))))
-    assert rows[0][0] == "order_code" and len(rows) == 3
-    assert {row[4] for row in rows[1:]} == {str(f.bob.id), str(f.amy.id)} and rows[1][7] == "39.90"
+    assert rows[0][0] == "order_code" and rows[0][7:9] == ["price", "currency"] and len(rows) == 3
+    assert {row[4] for row in rows[1:]} == {str(f.bob.id), str(f.amy.id)} and rows[1][7:9] == ["39.90", "CNY"]
     assert "Sent you 2 orders" in texts(calls)[-1]
     assert await f.say(f.bob, f"/flashsale orders {flash_round.sale_id}") == ["Only group admins can do that."]
     async with world.sessionmaker() as session:

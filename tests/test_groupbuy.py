@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.kit import parse_money
 from models import groupbuy
-from models.groupbuy import GroupBuyEntry, format_cents, parse_cents
+from models.groupbuy import MAX_PRICE_CENTS, GroupBuyEntry, format_cents
 from models.groups import ChatSeen, UserSeen, upsert_group, upsert_user
 
 CHAT_IDS = itertools.count(-1005000000000, -1)
@@ -44,9 +45,11 @@ async def entries(session: AsyncSession, groupbuy_id: int) -> int:
 
 
 def test_prices_are_decimal_strings_stored_as_cents() -> None:
-    assert [parse_cents(text) for text in ("39.9", "¥39.90", "129元", "0.05", "1,299", "12")] == [
+    assert [parse_money(text) for text in ("39.9", "¥39.90", "129元", "0.05", "1,299", "12")] == [
         3990, 3990, 12900, 5, 129900, 1200]
-    assert [parse_cents(text) for text in ("39.999", "abc", "-3", "", "1e5")] == [None] * 5
+    assert [parse_money(text) for text in ("39.999", "abc", "-3", "", "1e5")] == [None] * 5
+    assert parse_money("10000000", max_cents=MAX_PRICE_CENTS) == MAX_PRICE_CENTS
+    assert parse_money("10000000.01", max_cents=MAX_PRICE_CENTS) is None
     assert (format_cents(3990), format_cents(5), format_cents(129900)) == ("39.90", "0.05", "1299.00")
 
 

@@ -74,7 +74,7 @@ async def test_admin_opens_a_groupbuy_members_cannot_and_bad_input_gets_usage(wo
     assert (row.product, row.price_cents, row.group_price_cents, row.min_participants, row.total_quantity,
             row.per_member_limit) == ("补水面膜 10片", 5900, 3990, 2, 5, 3)
     assert row.deadline - row.created_at == timedelta(days=2)
-    assert "Group price ¥39.90 (was <s>¥59.00</s>)" in post.text and "0/2 people joined" in post.text
+    assert "Group price CN¥39.90 (was <s>CN¥59.00</s>)" in post.text and "0/2 people joined" in post.text
     buttons = [button.text for line in post.reply_markup.inline_keyboard for button in line]
     assert buttons == ["Join ×1", "Join ×2", "Join ×3", "Leave"]
 
@@ -86,7 +86,7 @@ async def test_admin_opens_a_groupbuy_members_cannot_and_bad_input_gets_usage(wo
         assert len(said) == 1 and "Usage: /groupbuy new product" in said[0] and "Example:" in said[0], bad
     assert "Usage: /groupbuy new" in texts(await world.send(room.chat, room.bob, "/groupbuy"))[0]
     listed = texts(await world.send(room.chat, room.bob, "拼团"))[0]
-    assert f"#{row.id} 补水面膜 10片 ¥39.90 — 0/2 people" in listed
+    assert f"#{row.id} 补水面膜 10片 CN¥39.90 — 0/2 people" in listed
 
 
 async def test_join_double_taps_change_leave_success_once(world) -> None:  # type: ignore[no-untyped-def]

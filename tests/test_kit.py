@@ -52,7 +52,8 @@ def test_numbers_stay_within_their_columns() -> None:
 def test_text_and_showing() -> None:
     assert has_control("a\x00b") and has_control("\x1b[31m") and has_control("\x85")
     assert not has_control("第一行\n第二行\tok")
-    assert money(3990) == "¥39.90" and money(9900) == "¥99.00" and money(9900, bare_whole=True) == "¥99"
+    with I18N.context(), I18N.use_locale("zh_Hans"):
+        assert money(3990) == "¥39.90" and money(9900) == "¥99.00" and money(9900, bare_whole=True) == "¥99.00"
 
 
 def test_local_time_survives_an_unknown_zone() -> None:

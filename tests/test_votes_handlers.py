@@ -72,7 +72,7 @@ class Room:
 async def test_admin_opens_a_vote_members_cannot_and_bad_input_gets_usage(world) -> None:  # type: ignore[no-untyped-def]
     room = await Room(world).start()
     vote, post = await room.new_vote()
-    assert "下期团购选品" in post.text and "面膜 ¥39.90" in post.text and "¥129.00" in post.text
+    assert "下期团购选品" in post.text and "面膜 CN¥39.90" in post.text and "CN¥129.00" in post.text
     assert '<a href="https://shop.example/serum">精华</a>' in post.text
     buttons = [row[0] for row in post.reply_markup.inline_keyboard]
     assert [button.text for button in buttons] == ["1. 面膜 · 0", "2. 精华 · 0", "3. 口红 · 0"]
@@ -134,7 +134,7 @@ async def test_presses_make_one_ballot_each_and_the_tally_is_edited(world) -> No
     await editor.drain()
     edits = [call for call in world.session.calls if isinstance(call, EditMessageText)]
     assert edits and edits[-1].message_id == 1000
-    assert "精华</a> ¥129.00 — votes: 2" in edits[-1].text and "Voters: 2" in edits[-1].text
+    assert "精华</a> CN¥129.00 — votes: 2" in edits[-1].text and "Voters: 2" in edits[-1].text
     assert len(edits) < 5  # coalesced: fewer edits than presses
 
 
@@ -153,7 +153,7 @@ async def test_close_announces_the_winner_once_and_admins_open_a_groupbuy(world)
     assert final and final[0].reply_markup is None and "closed" in final[0].text and "🏆 Winner" in final[0].text
     announcement = sent(calls)[0]
     # A tie (1 vote each, same voters): the candidate listed first wins, and the rule is said.
-    assert "Winner: 面膜 ¥39.90 — votes: 1, voters: 1." in announcement.text
+    assert "Winner: 面膜 CN¥39.90 — votes: 1, voters: 1." in announcement.text
     assert "tie rule" in announcement.text
     assert "/groupbuy new 面膜 | 39.90 | 39.90 | 3 | 100 | 5 | 48h" in announcement.text
     button = announcement.reply_markup.inline_keyboard[0][0]
@@ -190,5 +190,5 @@ async def test_scheduler_closes_due_votes_once(world) -> None:  # type: ignore[n
     assert await close_due_votes(ctx, now=later) == 1
     assert await close_due_votes(ctx, now=later) == 0
     announcements = [call for call in sent(world.session.calls[start:]) if "Vote closed" in call.text]
-    assert len(announcements) == 1 and "Winner: A ¥1.00" in announcements[0].text
+    assert len(announcements) == 1 and "Winner: A CN¥1.00" in announcements[0].text
     assert announcements[0].chat_id == room.chat.id
