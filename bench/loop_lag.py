@@ -39,8 +39,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.checkin_burst import press
+from bench.database import postgres_engine
 from bench.lottery_draw import fill as fill_lottery
-from bench.lottery_draw import postgres_engine
 from bench.moderation_path import chatter
 from bot.settings import load_settings
 from models import groupbuy, lottery, points

@@ -16,37 +16,17 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import event, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, text
 
+from bench.database import bench_engine, bench_group
 from models import lottery
-from models.db import create_all, create_engine, create_sessionmaker, insert, utcnow
-from models.groups import ChatSeen, upsert_group
+from models.db import create_sessionmaker, insert, utcnow
 from models.lottery import LotteryEntry, LotterySpec
 
 ROUNDS = 3
-
-
-async def postgres_engine(url: str) -> tuple[AsyncEngine, str]:
-    """A fresh schema, so the bench never touches other rows."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url)
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    await admin.dispose()
-    engine = create_engine(url)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _path(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f'SET search_path TO "{schema}"')
-        cursor.close()
-
-    return engine, schema
 
 
 async def fill(sessionmaker, group_id: int, entrants: int) -> int:  # type: ignore[no-untyped-def]
@@ -78,19 +58,9 @@ async def full_scan(sessionmaker) -> float:  # type: ignore[no-untyped-def]
 
 
 async def bench(url: str, entrants: int) -> float:
-    schema = None
-    if url.startswith("postgresql"):
-        engine, schema = await postgres_engine(url)
-    else:
-        engine = create_engine(url)
-    try:
-        await create_all(engine)
+    async with bench_engine(url) as engine:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            group = await upsert_group(session, ChatSeen(-100123, "Bench", "supergroup"),
-                                       default_timezone="Asia/Shanghai")
-            assert group.id is not None
-            group_id = group.id
+        group_id = await bench_group(sessionmaker, -100123, "Asia/Shanghai")
         scans, draws = [], []
         for _ in range(ROUNDS):
             lottery_id = await fill(sessionmaker, group_id, entrants)
@@ -113,13 +83,6 @@ async def bench(url: str, entrants: int) -> float:
         print(f"draw (claim, freeze, hash, store, 10 winners with points): {draw * 1000:.1f} ms")
         print(f"ratio draw / scan: {ratio:.2f} (target <= 3.00) {'OK' if ratio <= 3 else 'OVER'}")
         return ratio
-    finally:
-        await engine.dispose()
-        if schema is not None:
-            admin = create_engine(url)
-            async with admin.begin() as connection:
-                await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            await admin.dispose()
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The history is models.analytics.generate_history (10,000 members, 365 days ending yesterday). The figure is the
 query time of models.analytics.group_kpis for the last whole month (every KPI section, with the previous month
 beside it), the median of a few rounds, and the longest the event loop was held meanwhile (a ticker task).
-Target: <= 300 ms of query time. The /stats images are timed by bench.stats_charts.chart_timing.
+Target: <= 300 ms of query time. The /stats images (and the whole answer) are bench/stats_charts.py's.
 
     python -m bench.stats                       # SQLite in a temporary file
     python -m bench.stats --database postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -23,65 +23,44 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from bench.lottery_draw import postgres_engine
-from bench.stats_charts import chart_timing
+from bench.database import bench_engine, bench_group, timed
 from models.analytics import MemberDay, Period, generate_history, group_kpis
-from models.db import create_all, create_engine, create_sessionmaker
-from models.groups import ChatSeen, upsert_group
+from models.db import create_sessionmaker
 
 ROUNDS = 5
 ZONE = "Asia/Shanghai"
 TARGET_MS = 300
 
 
-async def loop_stall(stop: asyncio.Event) -> float:
-    """The longest gap between two wake-ups of a task that asks to run every millisecond (seconds)."""
-    worst, last = 0.0, time.perf_counter()
-    while not stop.is_set():
-        await asyncio.sleep(0.001)
-        now = time.perf_counter()
-        worst, last = max(worst, now - last - 0.001), now
-    return worst
+async def month_of_history(sessionmaker: Any, group_id: int, members: int, days: int) -> tuple[Period, datetime, float]:
+    """Generate the group's history (models.analytics.generate_history, ending yesterday); the last whole month
+    as the period to ask for, the moment asked at, and the seconds the generation took."""
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    await generate_history(sessionmaker, group_id, days=days, members=members, seed=17)
+    generated = time.perf_counter() - started
+    first_of_month = now.astimezone(Period.today(ZONE).zone).date().replace(day=1)
+    last_month = first_of_month - timedelta(days=1)
+    return Period.of_month(last_month.year, last_month.month, ZONE), now, generated
 
 
 async def bench(url: str, members: int, days: int) -> float:
-    schema = None
-    if url.startswith("postgresql"):
-        engine, schema = await postgres_engine(url)
-    else:
-        engine = create_engine(url)
-    try:
-        await create_all(engine)
+    async with bench_engine(url) as engine:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            group = await upsert_group(session, ChatSeen(-100_777, "Bench", "supergroup"), default_timezone=ZONE)
-            await session.commit()
-            assert group.id is not None
-            group_id = group.id
-        now = datetime.now(UTC)
-        started = time.perf_counter()
-        await generate_history(sessionmaker, group_id, days=days, members=members, seed=17)
-        generated = time.perf_counter() - started
+        group_id = await bench_group(sessionmaker, -100_777, ZONE)
+        period, now, generated = await month_of_history(sessionmaker, group_id, members, days)
         async with engine.connect() as connection:  # a live database has its planner statistics
             await connection.execute(text("ANALYZE"))
             await connection.commit()
         async with sessionmaker() as session:
             rows = await session.scalar(select(func.count()).select_from(MemberDay))
-        first_of_month = now.astimezone(Period.today(ZONE).zone).date().replace(day=1)
-        last_month = first_of_month - timedelta(days=1)
-        period = Period.of_month(last_month.year, last_month.month, ZONE)
         await group_kpis(sessionmaker, [group_id], period, now=now)  # warm the caches once, like a live database
         timings, stalls = [], []
         kpis = None
         for _ in range(ROUNDS):
-            stop = asyncio.Event()
-            ticker = asyncio.create_task(loop_stall(stop))
-            await asyncio.sleep(0.005)
-            started = time.perf_counter()
-            kpis = await group_kpis(sessionmaker, [group_id], period, now=now)
-            timings.append(time.perf_counter() - started)
-            stop.set()
-            stalls.append(await ticker)
+            kpis, elapsed, stall = await timed(group_kpis(sessionmaker, [group_id], period, now=now))
+            timings.append(elapsed)
+            stalls.append(stall)
         assert kpis is not None and kpis.activity.messages.value
         query = statistics.median(timings) * 1000
         print(f"database: {engine.dialect.name}; members: {members:,}; days: {days}; "
@@ -91,18 +70,7 @@ async def bench(url: str, members: int, days: int) -> float:
         print(f"max_loop_stall_ms={max(stalls) * 1000:.1f}")
         print(f"  DAU {kpis.activity.dau.value:.0f}, MAU {kpis.activity.mau.value}, "
               f"messages {kpis.activity.messages.value:,}, members {kpis.members.total.value:,}")
-        charts: dict[str, Any] | None = chart_timing(kpis)
-        if charts is not None:
-            for name, ms in charts.items():
-                print(f"chart_ms[{name}]={ms:.1f}")
         return query
-    finally:
-        await engine.dispose()
-        if schema is not None:
-            admin = create_engine(url)
-            async with admin.begin() as connection:
-                await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            await admin.dispose()
 
 
 def main() -> None:

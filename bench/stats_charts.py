@@ -5,7 +5,7 @@ off the event loop (handlers.stats_charts.draw_charts: in a worker process), the
 and the longest the event loop was held meanwhile (a ticker task asking to run every millisecond).
 Targets: <= 1 s for the whole answer with the images; a loop stall <= 20 ms while the charts are drawn.
 
-`chart_timing(kpis)` (each chart's drawing time) is the hook bench/stats.py (the query benchmark) calls.
+It also prints each chart's drawing time (`chart_timing`); bench/stats.py times the queries alone.
 
     python -m bench.stats_charts                       # SQLite in a temporary file
     python -m bench.stats_charts --database postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -19,16 +19,16 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.lottery_draw import postgres_engine
+from bench.database import bench_engine, bench_group, timed
+from bench.stats import month_of_history
 from bot.i18n import create_i18n
 from handlers.stats_charts import CHARTS, draw_charts, drawing, render_charts
-from models.analytics import Kpis, Period, generate_history, group_kpis
-from models.db import create_all, create_engine, create_sessionmaker
-from models.groups import ChatSeen, upsert_group
+from models.analytics import Kpis, Period, group_kpis
+from models.db import create_sessionmaker
 
 ROUNDS = 5
 ZONE = "Asia/Shanghai"
@@ -53,49 +53,11 @@ def chart_timing(kpis: Kpis) -> dict[str, float]:
     return timings
 
 
-async def loop_stall(stop: asyncio.Event) -> float:
-    """The longest gap between two wake-ups of a task that asks to run every millisecond (seconds)."""
-    worst, last = 0.0, time.perf_counter()
-    while not stop.is_set():
-        await asyncio.sleep(0.001)
-        now = time.perf_counter()
-        worst, last = max(worst, now - last - 0.001), now
-    return worst
-
-
-async def timed(work: Any) -> tuple[Any, float, float]:
-    """(result, seconds, worst loop stall in seconds) of awaiting `work`."""
-    stop = asyncio.Event()
-    ticker = asyncio.create_task(loop_stall(stop))
-    await asyncio.sleep(0.005)
-    started = time.perf_counter()
-    result = await work
-    elapsed = time.perf_counter() - started
-    stop.set()
-    return result, elapsed, await ticker
-
-
 async def bench(url: str, members: int, days: int) -> float:
-    schema = None
-    if url.startswith("postgresql"):
-        engine, schema = await postgres_engine(url)
-    else:
-        engine = create_engine(url)
-    try:
-        await create_all(engine)
+    async with bench_engine(url) as engine:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            group = await upsert_group(session, ChatSeen(-100_778, "Bench", "supergroup"), default_timezone=ZONE)
-            await session.commit()
-            assert group.id is not None
-            group_id = group.id
-        now = datetime.now(UTC)
-        started = time.perf_counter()
-        await generate_history(sessionmaker, group_id, days=days, members=members, seed=17)
-        generated = time.perf_counter() - started
-        first_of_month = now.astimezone(Period.today(ZONE).zone).date().replace(day=1)
-        last_month = first_of_month - timedelta(days=1)
-        period = Period.of_month(last_month.year, last_month.month, ZONE)
+        group_id = await bench_group(sessionmaker, -100_778, ZONE)
+        period, now, generated = await month_of_history(sessionmaker, group_id, members, days)
         i18n = create_i18n("zh_Hans")
         with i18n.context(), i18n.use_locale("zh_Hans"):
             kpis = await group_kpis(sessionmaker, [group_id], period, now=now)  # warm caches, like a live bot
@@ -103,7 +65,7 @@ async def bench(url: str, members: int, days: int) -> float:
             totals, queries, chart_stalls, total_stalls = [], [], [], []
             for _ in range(ROUNDS):
                 kpis, query, _stall = await timed(group_kpis(sessionmaker, [group_id], period, now=now))
-                _charts, drawing, chart_stall = await timed(draw_charts(kpis))
+                _charts, _drawn, chart_stall = await timed(draw_charts(kpis))
                 _both, total, total_stall = await timed(answer(sessionmaker, group_id, period, now))
                 queries.append(query)
                 totals.append(total)
@@ -122,15 +84,6 @@ async def bench(url: str, members: int, days: int) -> float:
         for name, ms in chart_timing(kpis).items():
             print(f"chart_ms[{name}]={ms:.1f}")
         return total_ms
-    finally:
-        await engine.dispose()
-        if schema is not None:
-            from sqlalchemy import text
-
-            admin = create_engine(url)
-            async with admin.begin() as connection:
-                await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            await admin.dispose()
 
 
 async def answer(sessionmaker: Any, group_id: int, period: Period, now: datetime) -> list[tuple[str, bytes]]:
